@@ -1,0 +1,103 @@
+"""The driver interface: how reconcile steps realise a tenant, whatever runs it.
+
+The reconcile steps in `livery.reconcile` decide *what* a tenant needs and
+call a `Driver` to make it so. The Kubernetes driver (in the operator) turns
+each call into Kubernetes objects; the local driver runs `livery tenant-app`
+processes and writes gateway routes. No step knows which driver it has.
+
+Every method is idempotent: calling it again with the same arguments changes
+nothing, and calling it after a crash half-way finishes the job.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+EventType = Literal["Normal", "Warning"]
+
+# Keys of the per-tenant secret. The tenant app receives each as an environment variable.
+SECRET_DATABASE_URL = "LIVERY_DATABASE_URL"
+SECRET_LOGIN_KEY = "LIVERY_LOGIN_KEY"
+SECRET_SESSION_KEY = "LIVERY_SESSION_KEY"
+SECRET_USAGE_TOKEN = "LIVERY_USAGE_TOKEN"
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """What the tenant app should run as: everything a driver needs to start or update it."""
+
+    tenant: str
+    replicas: int
+    cpu: str
+    memory: str
+    environment: dict[str, str]
+    config_checksum: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What the driver observed of the app."""
+
+    desired_replicas: int
+    available_replicas: int
+    message: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.available_replicas >= self.desired_replicas
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """Where the tenant is served: every host, in order, the primary host first."""
+
+    tenant: str
+    hosts: list[str]
+    suspended: bool
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class DriverError(Exception):
+    """A driver call failed. `temporary` errors are retried; others need a change of spec."""
+
+    def __init__(self, message: str, *, temporary: bool = True, reason: str = "DriverError") -> None:
+        super().__init__(message)
+        self.temporary = temporary
+        self.reason = reason
+
+
+class Driver(abc.ABC):
+    """Realises the parts of a tenant that run outside the database."""
+
+    name: str = "driver"
+
+    @abc.abstractmethod
+    async def read_secret(self, tenant: str) -> dict[str, str] | None:
+        """Return the tenant's secret data, or None when it does not exist yet."""
+
+    @abc.abstractmethod
+    async def ensure_secret(self, tenant: str, data: dict[str, str]) -> None:
+        """Create or update the tenant's secret so that it holds exactly `data`."""
+
+    @abc.abstractmethod
+    async def ensure_config(self, tenant: str, config: dict[str, Any]) -> None:
+        """Create or update the tenant config (the JSON file behind `LIVERY_TENANT_CONFIG`)."""
+
+    @abc.abstractmethod
+    async def ensure_app(self, spec: AppSpec) -> AppState:
+        """Run the tenant app as `spec` says (zero replicas stops it) and return what is running."""
+
+    @abc.abstractmethod
+    async def ensure_routing(self, route: RouteSpec) -> None:
+        """Serve `route.hosts` from the tenant's app, or the suspension page when suspended."""
+
+    @abc.abstractmethod
+    async def remove_tenant(self, tenant: str) -> None:
+        """Stop the app and delete routing, config and secret. Nothing in the database is touched."""
+
+    @abc.abstractmethod
+    async def record_event(self, tenant: str, event_type: EventType, reason: str, message: str) -> None:
+        """Attach an event to the Tenant. Messages never contain secrets."""

@@ -1,0 +1,68 @@
+"""The `livery` command: offline tools, the embedded runtime and the program entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from livery.crds import write_crds
+from livery.manifests import read_manifests
+
+app = typer.Typer(
+    name="livery",
+    help="Livery: a control plane for white-label SaaS. One branded, isolated app instance per tenant.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_CRD_DIR = Path("crds")
+
+
+@app.command()
+def crds(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder to write the CRD files into.")
+    ] = DEFAULT_CRD_DIR,
+) -> None:
+    """Write the Tenant and Plan CustomResourceDefinitions generated from the models."""
+    for path in write_crds(output):
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def validate(
+    files: Annotated[
+        list[Path],
+        typer.Option("--filename", "-f", help="Manifest file or folder; repeat for more. Folders are read recursively."),
+    ],
+) -> None:
+    """Check Tenant and Plan manifests offline. Exit status 1 when any is invalid."""
+    manifests = read_manifests(files)
+    if not manifests:
+        typer.echo(f"error: no manifests found in {', '.join(map(str, files))}", err=True)
+        raise typer.Exit(1)
+
+    invalid = [manifest for manifest in manifests if manifest.errors]
+    for manifest in manifests:
+        if manifest.errors:
+            for message in manifest.messages():
+                typer.echo(message, err=True)
+        else:
+            typer.echo(f"{manifest.label}: valid")
+
+    error_count = sum(len(manifest.errors) for manifest in invalid)
+    typer.echo(
+        f"{len(manifests)} documents, {len(manifests) - len(invalid)} valid, "
+        f"{len(invalid)} invalid with {error_count} errors",
+        err=bool(invalid),
+    )
+    if invalid:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Run the `livery` command line."""
+    app()
