@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from .models.base import API_GROUP, API_VERSION
 from .models.plan import PlanSpec, PlanStatus
 from .models.rules import (
+    PLAN_NAME,
     RESERVED_TENANT_NAMES,
     RESERVED_TENANT_PREFIXES,
     TENANT_NAME,
@@ -52,6 +53,15 @@ TENANT_NAME_RULES: list[dict[str, str]] = [
         ),
         "message": "metadata.name: is reserved for the platform",
         "reason": "FieldValueForbidden",
+        "fieldPath": ".metadata.name",
+    },
+]
+
+PLAN_NAME_RULES: list[dict[str, str]] = [
+    {
+        "rule": f"size(self.metadata.name) <= 63 && self.metadata.name.matches('{PLAN_NAME.pattern}')",
+        "message": f"metadata.name: {PLAN_NAME.rule}",
+        "reason": "FieldValueInvalid",
         "fieldPath": ".metadata.name",
     },
 ]
@@ -167,6 +177,7 @@ def tenant_crd() -> dict[str, Any]:
 def plan_crd() -> dict[str, Any]:
     """Return the CustomResourceDefinition of `plans.livery.dev`."""
     schema = _resource_schema(PlanSpec, PlanStatus, "Limits, features and price shared by the tenants on it.")
+    schema["x-kubernetes-validations"] = PLAN_NAME_RULES
     return _crd(
         plural="plans",
         kind="Plan",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "livery.dev"
@@ -25,6 +25,15 @@ class SpecModel(BaseModel):
         strict=True,
         frozen=False,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_unset(cls, data: Any) -> Any:
+        # The API server prunes `null` from fields that are not nullable before it
+        # validates, so `suspended: null` means "use the default" there too.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
     def to_json(self) -> dict[str, Any]:
         """Return the manifest form: camelCase keys, unset optional fields left out."""

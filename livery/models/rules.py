@@ -1,4 +1,4 @@
-"""String rules shared by the Python models and the generated CRD schemas.
+r"""String rules shared by the Python models and the generated CRD schemas.
 
 A `TextRule` is placed in an `Annotated[str, ...]` type. It validates a value
 in Python with a readable message and emits the same rule as JSON Schema

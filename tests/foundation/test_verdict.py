@@ -1,0 +1,196 @@
+"""The pydantic models and the CRD schema accept and reject exactly the same manifests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, find, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from livery.models.plan import Plan
+from livery.models.rules import COLOUR, HOSTNAME, RESERVED_TENANT_NAMES, TENANT_NAME_PATTERN
+from livery.models.tenant import Tenant, check_tenant_update
+
+from crd_verdict import crd_errors
+
+MODELS = {"Tenant": Tenant, "Plan": Plan}
+
+
+def model_accepts(document: dict[str, Any]) -> bool:
+    try:
+        MODELS[document["kind"]].model_validate(document)
+    except ValidationError:
+        return False
+    return True
+
+
+def valid_tenant(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "livery.dev/v1alpha1",
+        "kind": "Tenant",
+        "metadata": {"name": "acme"},
+        "spec": {"displayName": "Acme", "plan": "free", **spec},
+    }
+
+
+tenant_names = st.one_of(
+    st.from_regex(TENANT_NAME_PATTERN, fullmatch=True).filter(lambda name: len(name) <= 45),
+    st.sampled_from(
+        [*RESERVED_TENANT_NAMES, "1", "9lives", "a", "ab", "abc", "a--b", "xn--acme", "kube-acme", "tenant-acme",
+         "Acme", "acme-", "-acme", "acme_corp", "acme.corp", "a" * 40, "a" * 41, "acme\n", "acme-corp"]
+    ),
+    st.text(alphabet="abz09-_.A\n", max_size=44),
+)
+colours = st.one_of(
+    st.from_regex(COLOUR.pattern, fullmatch=True),
+    st.sampled_from(["blue", "#fff", "#0000000", "#000000</style><img src=x onerror=alert(1)>", "#00000g", ""]),
+    st.text(alphabet="#0aFg<", max_size=8),
+)
+hosts = st.one_of(
+    st.from_regex(HOSTNAME.pattern, fullmatch=True),
+    st.sampled_from(
+        ["shop.acme.com", "*.acme.com", "1.2.3.4", "acme.com:443", "ACME.com", "localhost", "a..b", "acme.com.",
+         "-acme.com", "acme-.com", "xn--bcher-kva.example", "a" * 64 + ".com", ("a" * 63 + ".") * 4 + "com"]
+    ),
+    st.text(alphabet="ab.-*:1", max_size=20),
+)
+integers = st.one_of(st.integers(min_value=-3, max_value=200_000), st.sampled_from(["3", 1.5, True, None]))
+short_text = st.one_of(st.text(max_size=110), st.sampled_from(["", "x" * 100, "x" * 101]), st.none(), st.just(7))
+isolation = st.sampled_from(["database", "schema", "shared", "cluster", "", None, 1])
+plan_names = st.one_of(st.sampled_from(["free", "pro", "enterprise", "Pro", "-x", "p" * 63, "p" * 64, ""]), st.text(max_size=5))
+
+
+@st.composite
+def tenant_manifests(draw: st.DrawFn) -> dict[str, Any]:
+    """Draw a Tenant manifest that is valid, or broken in one or more places."""
+    spec: dict[str, Any] = {}
+    if draw(st.booleans()) or draw(st.booleans()):
+        spec["displayName"] = draw(short_text)
+    if draw(st.integers(0, 9)):
+        spec["plan"] = draw(plan_names)
+    if draw(st.booleans()):
+        spec["isolation"] = draw(isolation)
+    if draw(st.booleans()):
+        spec["domains"] = draw(st.lists(hosts, max_size=4))
+        if spec["domains"] and draw(st.booleans()):
+            spec["domains"].append(spec["domains"][0])
+    if draw(st.booleans()):
+        branding = {}
+        for field in ("primaryColor", "accentColor"):
+            if draw(st.booleans()):
+                branding[field] = draw(colours)
+        if draw(st.booleans()):
+            branding["productName"] = draw(short_text)
+        if draw(st.booleans()):
+            branding["logoUrl"] = draw(
+                st.sampled_from(
+                    ["https://cdn.example.com/logo.png", "http://cdn.example.com/logo.png", "javascript:alert(1)",
+                     "https://x.com/a b.png", "https://x.com/a).png", "/branding/logo.png", "/branding/../x"]
+                )
+            )
+        if draw(st.booleans()):
+            branding["customCss"] = draw(st.sampled_from(["", "a{}", "x" * 20480, "x" * 20481]))
+        spec["branding"] = branding
+    if draw(st.booleans()):
+        spec["suspended"] = draw(st.sampled_from([True, False, "true", 1, None]))
+    if draw(st.booleans()):
+        spec["deletionPolicy"] = draw(st.sampled_from(["Retain", "Delete", "Snapshot", "retain", "Archive"]))
+    if draw(st.booleans()):
+        spec["limits"] = {
+            key: draw(integers) for key in draw(st.sets(st.sampled_from(["users", "storageMiB", "replicas"])))
+        }
+        if draw(st.booleans()):
+            spec["limits"]["cpu"] = draw(st.sampled_from(["500m", "1", "1.5", "0.5m", "-1", "abc", "2000000m"]))
+        if draw(st.booleans()):
+            spec["limits"]["memory"] = draw(st.sampled_from(["512Mi", "2Gi", "1G", "0Mi", "1.5Gi", "Mi"]))
+    if draw(st.integers(0, 9)) == 0:
+        spec[draw(st.sampled_from(["bogus", "Plan", "display_name"]))] = "x"
+    if draw(st.integers(0, 9)) == 0:
+        spec.setdefault("owner", {})["email"] = draw(
+            st.sampled_from(["owner@acme.com", "owner", "a@b", "two@@acme.com", "o w@acme.com", "x@y.z"])
+        )
+    return {
+        "apiVersion": "livery.dev/v1alpha1",
+        "kind": "Tenant",
+        "metadata": {"name": draw(tenant_names)},
+        "spec": spec,
+    }
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tenant_manifests())
+def test_tenant_verdicts_agree(document: dict[str, Any]) -> None:
+    errors = crd_errors(document)
+
+    assert model_accepts(document) == (not errors), errors
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.one_of(st.sampled_from(["free", "pro", "x", "Pro", "p" * 64]), st.text(max_size=4)),
+    users=integers,
+    storage=integers,
+    rate=integers,
+    isolation=isolation,
+    price=st.one_of(st.sampled_from(["price_1Abc", "price_", "prod_1", "price_a-b"]), st.none()),
+    cents=integers,
+)
+def test_plan_verdicts_agree(
+    name: str, users: Any, storage: Any, rate: Any, isolation: Any, price: Any, cents: Any
+) -> None:
+    document = {
+        "apiVersion": "livery.dev/v1alpha1",
+        "kind": "Plan",
+        "metadata": {"name": name},
+        "spec": {
+            "displayName": "Plan",
+            "isolation": isolation,
+            "limits": {"users": users, "storageMiB": storage, "apiRequestsPerMinute": rate},
+            "billing": {"stripePriceId": price, "monthlyPriceCents": cents},
+        },
+    }
+    errors = crd_errors(document)
+
+    assert model_accepts(document) == (not errors), errors
+
+
+def test_tenant_strategy_draws_both_verdicts() -> None:
+    valid = find(tenant_manifests(), lambda document: not crd_errors(document))
+    invalid = find(tenant_manifests(), lambda document: bool(crd_errors(document)))
+
+    assert model_accepts(valid)
+    assert not model_accepts(invalid)
+
+
+@pytest.mark.parametrize("name", ["1", "9lives", "a", "ab", "a--b", "xn--acme", "admin", "kube-system", "tenant-x"])
+def test_bad_tenant_names_rejected_by_both(name: str) -> None:
+    document = valid_tenant()
+    document["metadata"]["name"] = name
+
+    assert crd_errors(document)
+    assert not model_accepts(document)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "allowed"),
+    [
+        ("shared", "shared", True),
+        ("shared", "schema", False),
+        ("database", None, False),
+        (None, "schema", True),
+        (None, None, True),
+    ],
+)
+def test_isolation_change_rule_agrees(old: str | None, new: str | None, allowed: bool) -> None:
+    before = valid_tenant(isolation=old)
+    after = valid_tenant(isolation=new)
+
+    api_errors = crd_errors(after, old=before)
+    model_errors = check_tenant_update(
+        Tenant.model_validate(before).spec, Tenant.model_validate(after).spec
+    )
+
+    assert (not api_errors) is allowed
+    assert (not model_errors) is allowed
