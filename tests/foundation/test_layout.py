@@ -21,7 +21,7 @@ FORBIDDEN = {
     "livery_control_api": {"livery_operator", "livery_tenant_app", "livery_runtime"},
     "livery_tenant_app": {"livery_operator", "livery_control_api", "livery_runtime"},
 }
-# The tenant app may use the core's models and its own data helpers, nothing that knows about drivers.
+# The tenant app may import the core's models and data helpers, but nothing that drives tenants.
 TENANT_APP_ALLOWED_CORE = ("livery.models", "livery.tenant_schema", "livery.storage", "livery.settings", "livery.naming")
 
 

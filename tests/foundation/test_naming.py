@@ -68,7 +68,7 @@ def test_postgres_identifier_of_longest_name_fits() -> None:
     assert identifier == "tenant_" + name.replace("-", "_")
 
 
-def test_postgres_identifier_of_overlong_name_is_hashed_not_truncated() -> None:
+def test_overlong_identifier_gets_hash_suffix() -> None:
     first = postgres_identifier("x" * 70 + "a")
     second = postgres_identifier("x" * 70 + "b")
 
