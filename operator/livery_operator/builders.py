@@ -1,0 +1,300 @@
+"""Pure builders: the Kubernetes objects a tenant needs, as dicts, with no API calls.
+
+The driver applies what these return. Every object lives in the tenant's
+namespace (the Namespace itself excepted) and carries `livery.naming.labels`.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from livery import naming
+from livery.drivers.base import AppSpec, RouteSpec
+from livery.models.config import CONFIG_FILE_NAME
+
+from .settings import OperatorSettings
+
+CHECKSUM_ANNOTATION = "livery.dev/config-checksum"
+SUSPENDED_ANNOTATION = "livery.dev/suspended"
+CERT_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
+SERVICE_PORT = 80
+TLS_SECRET_NAME = "tenant-app-tls"
+NETWORK_POLICY_NAME = "tenant-isolation"
+QUOTA_NAME = "tenant-quota"
+LIMIT_RANGE_NAME = "tenant-limits"
+# Headroom of the quota over the plan's replicas, so a rolling update can start a surge pod.
+SURGE_PODS = 1
+DNS_PORT = 53
+POSTGRES_DEFAULT_PORT = 5432
+
+
+def _metadata(tenant: str, name: str, component: str | None = None) -> dict[str, Any]:
+    return {"name": name, "namespace": naming.namespace_name(tenant), "labels": naming.labels(tenant, component)}
+
+
+def namespace(tenant: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": naming.namespace_name(tenant), "labels": naming.labels(tenant)},
+    }
+
+
+def secret(tenant: str, data: dict[str, str]) -> dict[str, Any]:
+    encoded = {key: base64.b64encode(value.encode()).decode() for key, value in sorted(data.items())}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(tenant, naming.APP_SECRET_NAME, "app"),
+        "type": "Opaque",
+        "data": encoded,
+    }
+
+
+def decode_secret(obj: dict[str, Any]) -> dict[str, str]:
+    """Return a Secret's data as text."""
+    return {key: base64.b64decode(value).decode() for key, value in (obj.get("data") or {}).items()}
+
+
+def config_map(tenant: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(tenant, naming.APP_CONFIG_NAME, "app"),
+        "data": {CONFIG_FILE_NAME: json.dumps(config, sort_keys=True, indent=2)},
+    }
+
+
+def deployment(spec: AppSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """Build the app Deployment: plan resources, probes, a hardened pod and the config checksum."""
+    tenant = spec.tenant
+    selector = naming.labels(tenant, "app")
+    environment = dict(spec.environment)
+    environment["LIVERY_TENANT_CONFIG"] = f"{settings.config_mount_path}/{CONFIG_FILE_NAME}"
+    env = [{"name": key, "value": value} for key, value in sorted(environment.items())]
+    container = {
+        "name": "app",
+        "image": settings.app_image,
+        "args": ["tenant-app", "--host", "0.0.0.0", "--port", str(settings.app_port)],
+        "ports": [{"name": "http", "containerPort": settings.app_port, "protocol": "TCP"}],
+        "env": env,
+        "envFrom": [{"secretRef": {"name": naming.APP_SECRET_NAME}}],
+        "resources": {
+            "requests": {"cpu": spec.cpu, "memory": spec.memory},
+            "limits": {"cpu": spec.cpu, "memory": spec.memory},
+        },
+        "livenessProbe": _probe("/healthz", period=10),
+        "readinessProbe": _probe("/readyz", period=5),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": settings.config_mount_path, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod_labels = {**selector, **spec.labels}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(tenant, naming.APP_NAME, "app"),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": {CHECKSUM_ANNOTATION: spec.config_checksum}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": naming.APP_CONFIG_NAME}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _probe(path: str, *, period: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }
+
+
+def service(tenant: str, settings: OperatorSettings) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(tenant, naming.APP_NAME, "app"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": naming.labels(tenant, "app"),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def ingress(route: RouteSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """Build one Ingress for every host, with TLS through cert-manager when an issuer is set."""
+    tenant = route.tenant
+    annotations = {SUSPENDED_ANNOTATION: "true" if route.suspended else "false"}
+    backend = {"service": {"name": naming.APP_NAME, "port": {"number": SERVICE_PORT}}}
+    rules = [
+        {"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
+        for host in route.hosts
+    ]
+    spec: dict[str, Any] = {"ingressClassName": settings.ingress_class, "rules": rules}
+    if settings.cert_issuer:
+        annotations[CERT_ISSUER_ANNOTATION] = settings.cert_issuer
+        spec["tls"] = [{"hosts": list(route.hosts), "secretName": TLS_SECRET_NAME}]
+    metadata = _metadata(tenant, naming.APP_NAME, "routing")
+    metadata["annotations"] = annotations
+    # NOTE: a suspended tenant keeps its Ingress while the app runs zero replicas, so
+    # the ingress controller answers 503; a dedicated suspension page backend is not built yet.
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": spec}
+
+
+def network_policy(tenant: str, settings: OperatorSettings) -> dict[str, Any]:
+    """Deny all traffic except from the ingress controller and to DNS, the database and the control API."""
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+            "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
+        }
+    ]
+    database_rule = _database_egress(settings)
+    if database_rule is not None:
+        egress.append(database_rule)
+    control_api_rule = _control_api_egress(settings)
+    if control_api_rule is not None:
+        egress.append(control_api_rule)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(tenant, NETWORK_POLICY_NAME),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": settings.ingress_namespace}
+                            }
+                        }
+                    ]
+                }
+            ],
+            "egress": egress,
+        },
+    }
+
+
+def _database_egress(settings: OperatorSettings) -> dict[str, Any] | None:
+    url = settings.tenant_database_url.get_secret_value() if settings.tenant_database_url else None
+    if not url:
+        return None
+    parts = urlsplit(url)
+    port = parts.port or POSTGRES_DEFAULT_PORT
+    rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": port}]}
+    host = parts.hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        # NOTE: a database named by DNS name is admitted by port only, because a
+        # NetworkPolicy can select addresses and pods but not names.
+        return rule
+    prefix = 32 if address.version == 4 else 128
+    rule["to"] = [{"ipBlock": {"cidr": f"{address}/{prefix}"}}]
+    return rule
+
+
+def _control_api_egress(settings: OperatorSettings) -> dict[str, Any] | None:
+    if not settings.control_api_url:
+        return None
+    parts = urlsplit(settings.control_api_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.control_api_namespace}}}],
+        "ports": [{"protocol": "TCP", "port": port}],
+    }
+
+
+def resource_quota(spec: AppSpec) -> dict[str, Any]:
+    """Cap the namespace at the plan's replicas (plus one surge pod) of the plan's size."""
+    pods = max(spec.replicas, 1) + SURGE_PODS
+    cpu = _multiply_quantity(spec.cpu, pods)
+    memory = _multiply_quantity(spec.memory, pods)
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": _metadata(spec.tenant, QUOTA_NAME),
+        "spec": {
+            "hard": {
+                "pods": str(pods),
+                "requests.cpu": cpu,
+                "limits.cpu": cpu,
+                "requests.memory": memory,
+                "limits.memory": memory,
+                "services.loadbalancers": "0",
+                "services.nodeports": "0",
+            }
+        },
+    }
+
+
+def limit_range(spec: AppSpec) -> dict[str, Any]:
+    """Give containers without resources the plan's size and cap any container at it."""
+    size = {"cpu": spec.cpu, "memory": spec.memory}
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": _metadata(spec.tenant, LIMIT_RANGE_NAME),
+        "spec": {"limits": [{"type": "Container", "default": size, "defaultRequest": size, "max": size}]},
+    }
+
+
+_QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<suffix>[a-zA-Z]*)$")
+
+
+def _multiply_quantity(quantity: str, factor: int) -> str:
+    """Multiply a Kubernetes quantity such as `500m` or `1.5Gi` by a whole number."""
+    match = _QUANTITY.match(quantity)
+    if match is None:
+        raise ValueError(f"invalid Kubernetes quantity {quantity!r}")
+    number = float(match["number"]) * factor
+    text = str(int(number)) if number.is_integer() else f"{number:g}"
+    return text + match["suffix"]
+
+
+def app_objects(spec: AppSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """Return the objects `ensure_app` applies, in apply order."""
+    return [
+        resource_quota(spec),
+        limit_range(spec),
+        network_policy(spec.tenant, settings),
+        service(spec.tenant, settings),
+        deployment(spec, settings),
+    ]

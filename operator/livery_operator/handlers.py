@@ -1,0 +1,151 @@
+"""kopf handlers that drive the `TenantReconciler`.
+
+- Tenant created, changed or seen at start-up: reconcile; a temporary failure
+  raises `kopf.TemporaryError` with the step's delay, a spec that can never work
+  raises `kopf.PermanentError`.
+- Tenant deleted: the finalizer handler applies the deletion policy and lets the
+  Tenant go only when the database step succeeded.
+- Every `resync_seconds`: reconcile again, re-asserting every object (drift).
+- A managed Deployment changed or was deleted: reconcile its tenant, so AppReady
+  follows the available replicas and a deleted app comes back at once.
+- A Plan created, changed or deleted: reconcile every tenant on it.
+
+kopf keeps its progress and diff-base in `livery.dev/` annotations, never in
+`status`, because the API server prunes status fields the CRD does not declare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from livery import naming
+from livery.models.base import API_GROUP, API_VERSION
+
+from .reconciler import TenantReconciler
+
+logger = logging.getLogger("livery.operator")
+
+ANNOTATION_PREFIX = "livery.dev"
+FINALIZER = "livery.dev/finalizer"
+# Tenants reconciled at once after a Plan change.
+PLAN_FANOUT = 20
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """Keep kopf's bookkeeping in annotations and leave events to the reconcile steps."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    # The steps post one event per condition change; kopf's own events would repeat them.
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 20
+    settings.networking.request_timeout = 60
+    settings.watching.server_timeout = 300
+
+
+def build_registry(
+    reconciler: TenantReconciler,
+    *,
+    resync_seconds: float,
+    connection: kopf.ConnectionInfo | None = None,
+) -> kopf.OperatorRegistry:
+    """Register every handler on a fresh registry bound to `reconciler`."""
+    registry = kopf.OperatorRegistry()
+    tenants = (API_GROUP, API_VERSION, "tenants")
+    plans = (API_GROUP, API_VERSION, "plans")
+    managed = {naming.MANAGED_BY_LABEL: naming.MANAGED_BY}
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings)
+
+    if connection is not None:
+
+        @kopf.on.login(registry=registry)
+        async def login(**_: Any) -> kopf.ConnectionInfo:
+            return connection
+
+    @kopf.on.cleanup(registry=registry)
+    async def close(**_: Any) -> None:
+        await reconciler.client.close()
+
+    @kopf.index(*tenants, registry=registry)
+    async def tenant_hosts(name: str, spec: Any, meta: Any, **_: Any) -> dict[str, tuple[str, str]]:
+        created = meta.get("creationTimestamp") or ""
+        hosts = [naming.primary_host(name, reconciler.settings.base_domain), *(spec.get("domains") or [])]
+        return {host: (created, name) for host in hosts}
+
+    @kopf.index(*tenants, registry=registry)
+    async def tenants_by_plan(name: str, spec: Any, **_: Any) -> dict[str, str]:
+        return {spec.get("plan", ""): name}
+
+    @kopf.on.resume(*tenants, registry=registry)
+    @kopf.on.create(*tenants, registry=registry)
+    @kopf.on.update(*tenants, registry=registry)
+    async def reconcile(name: str, reason: str, tenant_hosts: kopf.Index, **_: Any) -> None:
+        result = await reconciler.reconcile(name, str(reason), tenant_hosts)
+        if result is None:
+            return
+        if result.permanent_error is not None:
+            raise kopf.PermanentError(result.permanent_error)
+        if result.retry_after is not None:
+            raise kopf.TemporaryError(_failure_summary(result), delay=result.retry_after)
+
+    @kopf.on.delete(*tenants, registry=registry)
+    async def finalize(name: str, **_: Any) -> None:
+        result = await reconciler.finalize(name)
+        if result is not None and not result.finished:
+            raise kopf.TemporaryError(_failure_summary(result), delay=result.retry_after or 15)
+
+    @kopf.timer(*tenants, interval=resync_seconds, initial_delay=resync_seconds, registry=registry)
+    async def resync(name: str, tenant_hosts: kopf.Index, **_: Any) -> None:
+        await _reconcile_quietly(reconciler, name, "resync", tenant_hosts)
+
+    @kopf.on.event("apps", "v1", "deployments", labels=managed, registry=registry)
+    async def deployment_changed(
+        event: dict[str, Any], labels: Any, tenant_hosts: kopf.Index, **_: Any
+    ) -> None:
+        tenant = labels.get(naming.TENANT_LABEL)
+        if not tenant or event.get("type") is None:
+            return
+        await _reconcile_quietly(reconciler, tenant, "deployment", tenant_hosts)
+
+    @kopf.on.resume(*plans, registry=registry)
+    @kopf.on.create(*plans, registry=registry)
+    @kopf.on.update(*plans, registry=registry)
+    @kopf.on.delete(*plans, optional=True, registry=registry)
+    async def plan_changed(
+        name: str, tenants_by_plan: kopf.Index, tenant_hosts: kopf.Index, **_: Any
+    ) -> None:
+        members = sorted(tenants_by_plan.get(name, []))
+        semaphore = asyncio.Semaphore(PLAN_FANOUT)
+
+        async def one(tenant: str) -> None:
+            async with semaphore:
+                await _reconcile_quietly(reconciler, tenant, "plan", tenant_hosts)
+
+        await asyncio.gather(*(one(tenant) for tenant in members))
+        logger.info("plan %s: reconciled %d tenants", name, len(members))
+
+    return registry
+
+
+async def _reconcile_quietly(reconciler: TenantReconciler, tenant: str, trigger: str, index: Any) -> None:
+    """Reconcile from a timer or a watch; failures are logged and retried on the next trigger."""
+    try:
+        await reconciler.reconcile(tenant, trigger, index)
+    except Exception:  # noqa: BLE001 - a timer or watch must keep running
+        logger.exception("tenant %s: %s reconcile failed", tenant, trigger)
+
+
+def _failure_summary(result: Any) -> str:
+    for condition in result.status.conditions or []:
+        if condition.type == "Ready":
+            return f"{condition.reason}: {condition.message}"
+    return "reconcile incomplete"

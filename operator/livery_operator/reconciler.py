@@ -1,0 +1,148 @@
+"""Run the shared reconcile steps for Tenants stored in the Kubernetes API.
+
+`TenantReconciler` reads a Tenant and its Plan fresh from the API, runs
+`livery.reconcile`, and writes the status subresource only when it changed.
+One lock per tenant keeps the change handlers, the drift timer and the
+Deployment watch from reconciling the same tenant at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from livery.models.plan import Plan
+from livery.models.tenant import Tenant, TenantStatus
+from livery.reconcile import ReconcileResult, ReconcileSettings, finalize_tenant, reconcile_tenant
+from livery.reconcile.context import Provisioner, SnapshotStorage
+
+from .driver import KubernetesDriver
+from .kube import KubeClient, KubeError
+from .metrics import RECONCILES, MetricsObserver
+
+logger = logging.getLogger("livery.operator")
+
+# Value of the host-claims index: (creationTimestamp, tenant name); the smallest claims the host.
+HostClaim = tuple[str, str]
+
+
+def parse_tenant(body: Mapping[str, Any]) -> Tenant:
+    """Build the Tenant model from an API object; a status with unknown fields is dropped."""
+    data = {key: body[key] for key in ("apiVersion", "kind", "metadata", "spec") if key in body}
+    data["metadata"] = dict(body.get("metadata") or {})
+    tenant = Tenant.model_validate(data)
+    raw_status = body.get("status")
+    if raw_status:
+        try:
+            tenant.status = TenantStatus.model_validate(raw_status)
+        except ValidationError:
+            logger.warning("tenant %s: ignoring a status that does not match the schema", tenant.name)
+    return tenant
+
+
+def claimed_hosts(index: Mapping[str, Iterable[HostClaim]] | None) -> dict[str, str]:
+    """Return host -> tenant that claimed it first (oldest creationTimestamp, then name)."""
+    if not index:
+        return {}
+    return {host: min(claims)[1] for host, claims in index.items() if claims}
+
+
+class TenantReconciler:
+    def __init__(
+        self,
+        client: KubeClient,
+        driver: KubernetesDriver,
+        provisioner: Provisioner,
+        settings: ReconcileSettings,
+        storage: SnapshotStorage | None = None,
+    ) -> None:
+        self.client = client
+        self.driver = driver
+        self.provisioner = provisioner
+        self.settings = settings
+        self.storage = storage
+        self.observer = MetricsObserver()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, tenant: str) -> asyncio.Lock:
+        return self._locks.setdefault(tenant, asyncio.Lock())
+
+    async def read_plan(self, name: str) -> Plan | None:
+        body = await self.client.get("Plan", name)
+        if body is None:
+            return None
+        data = {key: body[key] for key in ("apiVersion", "kind", "metadata", "spec") if key in body}
+        return Plan.model_validate(data)
+
+    async def reconcile(
+        self, name: str, trigger: str, host_index: Mapping[str, Iterable[HostClaim]] | None = None
+    ) -> ReconcileResult | None:
+        """Reconcile the Tenant `name` and persist its status; None when it is gone or being deleted."""
+        async with self.lock(name):
+            body = await self.client.get("Tenant", name)
+            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                return None
+            RECONCILES.labels(trigger=trigger).inc()
+            tenant = parse_tenant(body)
+            self._remember_uid(tenant)
+            plan = await self.read_plan(tenant.spec.plan)
+            result = await reconcile_tenant(
+                tenant,
+                plan,
+                driver=self.driver,
+                provisioner=self.provisioner,
+                settings=self.settings,
+                claimed_hosts=claimed_hosts(host_index),
+                storage=self.storage,
+                observer=self.observer,
+            )
+            await self.write_status(name, body.get("status"), result.status)
+            self.observer.set_phase(name, result.status.phase)
+            return result
+
+    async def finalize(self, name: str) -> ReconcileResult | None:
+        """Apply the deletion policy of the Tenant `name`; None when it is already gone."""
+        async with self.lock(name):
+            body = await self.client.get("Tenant", name)
+            if body is None:
+                return None
+            tenant = parse_tenant(body)
+            self._remember_uid(tenant)
+            plan = await self.read_plan(tenant.spec.plan)
+            result = await finalize_tenant(
+                tenant,
+                plan,
+                driver=self.driver,
+                provisioner=self.provisioner,
+                storage=self.storage,
+                observer=self.observer,
+            )
+            await self.write_status(name, body.get("status"), result.status)
+        if result.finished:
+            self._locks.pop(name, None)
+            self.observer.set_phase(name, None)
+        else:
+            self.observer.set_phase(name, result.status.phase)
+        return result
+
+    async def write_status(self, name: str, live: Mapping[str, Any] | None, status: TenantStatus) -> None:
+        """Patch the status subresource when it differs from the live one."""
+        desired = status.to_json()
+        if dict(live or {}) == desired:
+            return
+        # Keys the new status leaves out are set to null, so the merge patch removes them.
+        patch: dict[str, Any] = {key: None for key in (live or {}) if key not in desired}
+        patch.update(desired)
+        try:
+            await self.client.merge_patch("Tenant", name, {"status": patch}, subresource="status")
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+    def _remember_uid(self, tenant: Tenant) -> None:
+        if tenant.metadata.uid:
+            self.driver.tenant_uids[tenant.name] = tenant.metadata.uid

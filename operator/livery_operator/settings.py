@@ -1,0 +1,43 @@
+"""Settings of `livery operator`, read from `LIVERY_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from livery.settings import CommonSettings
+
+
+class OperatorSettings(CommonSettings):
+    app_image: str = Field(
+        default="ghcr.io/livery-dev/livery:0.1.0", description="Image of the tenant app Deployment."
+    )
+    ingress_class: str = Field(default="nginx", description="ingressClassName of every tenant Ingress.")
+    cert_issuer: str | None = Field(
+        default=None, description="cert-manager ClusterIssuer named on each Ingress; unset means no TLS."
+    )
+    control_api_url: str | None = Field(
+        default=None, description="Base URL of the control API that tenant apps report usage to."
+    )
+    ingress_namespace: str = Field(
+        default="ingress-nginx", description="Namespace of the ingress controller, the only source of inbound traffic."
+    )
+    control_api_namespace: str = Field(
+        default="livery", description="Namespace of the control API, a permitted egress target."
+    )
+    url_scheme: Literal["http", "https"] = Field(default="https", description="Scheme of status.url.")
+    url_port: int | None = Field(default=None, ge=1, le=65535, description="Port of status.url; unset means the scheme's default.")
+    resync_seconds: float = Field(
+        default=30.0, gt=0, le=60, description="Seconds between drift checks of each tenant's objects."
+    )
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 disables it.")
+    metrics_host: str = Field(default="0.0.0.0", description="Address /metrics listens on.")
+    config_mount_path: str = Field(
+        default="/etc/livery", description="Folder the tenant config ConfigMap is mounted at in the app container."
+    )
+    files_dir: Path | None = Field(
+        default=None, description="Folder for deletion snapshots when no S3 bucket is set; unset disables Snapshot."
+    )
+    app_port: int = Field(default=8000, ge=1, le=65535, description="Port the tenant app listens on.")

@@ -1,0 +1,213 @@
+"""Pure object builders: what the operator asks the API server for, checked without a server."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+from pydantic import SecretStr
+
+from livery import naming
+from livery.drivers.base import AppSpec, RouteSpec
+from livery_operator import builders
+from livery_operator.driver import contains, deployment_state
+from livery_operator.settings import OperatorSettings
+
+OLDEST_KUBERNETES = "1.28.0"
+NEWEST_KUBERNETES = "1.37.0"
+
+
+@pytest.fixture
+def settings() -> OperatorSettings:
+    return OperatorSettings(
+        app_image="registry.example.com/livery:1.2.3",
+        ingress_class="traefik",
+        cert_issuer="letsencrypt",
+        control_api_url="http://livery-control-api.livery.svc:8000",
+        tenant_database_url=SecretStr("postgresql://admin:hunter2secret@10.0.0.7:6543/postgres"),
+        ingress_namespace="traefik",
+        control_api_namespace="livery",
+    )
+
+
+@pytest.fixture
+def app() -> AppSpec:
+    return AppSpec(
+        tenant="acme-corp",
+        replicas=2,
+        cpu="500m",
+        memory="512Mi",
+        environment={"LIVERY_TENANT": "acme-corp", "LIVERY_ISOLATION": "schema"},
+        config_checksum="abc123",
+        labels=naming.labels("acme-corp", "app"),
+    )
+
+
+@pytest.fixture
+def route() -> RouteSpec:
+    return RouteSpec(tenant="acme-corp", hosts=["acme-corp.example.com", "shop.acme.test"], suspended=False)
+
+
+def all_objects(app: AppSpec, route: RouteSpec, settings: OperatorSettings) -> list[dict]:
+    return [
+        builders.namespace("acme-corp"),
+        builders.secret("acme-corp", {"LIVERY_LOGIN_KEY": "k"}),
+        builders.config_map("acme-corp", {"tenant": "acme-corp"}),
+        *builders.app_objects(app, settings),
+        builders.ingress(route, settings),
+    ]
+
+
+def test_every_object_carries_tenant_labels(app, route, settings):
+    for obj in all_objects(app, route, settings):
+        labels = obj["metadata"]["labels"]
+        assert labels[naming.MANAGED_BY_LABEL] == "livery", obj["kind"]
+        assert labels[naming.TENANT_LABEL] == "acme-corp", obj["kind"]
+
+
+def test_namespaced_objects_live_in_tenant_namespace(app, route, settings):
+    for obj in all_objects(app, route, settings)[1:]:
+        assert obj["metadata"]["namespace"] == "tenant-acme-corp", obj["kind"]
+
+
+@pytest.mark.parametrize("version", [OLDEST_KUBERNETES, NEWEST_KUBERNETES])
+def test_objects_pass_kubernetes_schema(app, route, settings, version):
+    for obj in all_objects(app, route, settings):
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_deployment_container_is_hardened(app, settings):
+    pod = builders.deployment(app, settings)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    security = container["securityContext"]
+
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_deployment_uses_plan_resources_and_probes(app, settings):
+    deployment = builders.deployment(app, settings)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+
+    assert deployment["spec"]["replicas"] == 2
+    assert container["image"] == "registry.example.com/livery:1.2.3"
+    assert container["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_deployment_reads_secret_and_mounted_config(app, settings):
+    pod = builders.deployment(app, settings)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {item["name"]: item["value"] for item in container["env"]}
+
+    assert container["envFrom"] == [{"secretRef": {"name": naming.APP_SECRET_NAME}}]
+    assert env["LIVERY_TENANT_CONFIG"] == "/etc/livery/tenant.json"
+    assert {"name": "config", "mountPath": "/etc/livery", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "config", "configMap": {"name": naming.APP_CONFIG_NAME}} in pod["volumes"]
+
+
+def test_config_change_changes_pod_template(app, settings):
+    before = builders.deployment(app, settings)["spec"]["template"]
+    changed = AppSpec(**{**app.__dict__, "config_checksum": "def456"})
+    after = builders.deployment(changed, settings)["spec"]["template"]
+
+    assert before["metadata"]["annotations"][builders.CHECKSUM_ANNOTATION] == "abc123"
+    assert after["metadata"]["annotations"][builders.CHECKSUM_ANNOTATION] == "def456"
+
+
+def test_deployment_environment_holds_no_secret_values(app, settings):
+    container = builders.deployment(app, settings)["spec"]["template"]["spec"]["containers"][0]
+    names = {item["name"] for item in container["env"]}
+
+    assert "LIVERY_DATABASE_URL" not in names
+    assert "LIVERY_LOGIN_KEY" not in names
+
+
+def test_ingress_serves_every_host_with_tls(route, settings):
+    ingress = builders.ingress(route, settings)
+
+    assert ingress["spec"]["ingressClassName"] == "traefik"
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == route.hosts
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert ingress["spec"]["tls"] == [{"hosts": route.hosts, "secretName": builders.TLS_SECRET_NAME}]
+
+
+def test_ingress_without_issuer_has_no_tls(route, settings):
+    plain = settings.model_copy(update={"cert_issuer": None})
+    ingress = builders.ingress(route, plain)
+
+    assert "tls" not in ingress["spec"]
+    assert "cert-manager.io/cluster-issuer" not in ingress["metadata"]["annotations"]
+
+
+def test_network_policy_denies_all_but_listed_peers(settings):
+    policy = builders.network_policy("acme-corp", settings)["spec"]
+
+    assert policy["podSelector"] == {}
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [
+        {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}]}
+    ]
+    dns, database, control_api = policy["egress"]
+    assert {"protocol": "UDP", "port": 53} in dns["ports"]
+    assert database == {"ports": [{"protocol": "TCP", "port": 6543}], "to": [{"ipBlock": {"cidr": "10.0.0.7/32"}}]}
+    assert control_api["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert control_api["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "livery"}
+
+
+def test_network_policy_holds_no_database_password(settings):
+    assert "hunter2secret" not in repr(builders.network_policy("acme-corp", settings))
+
+
+def test_quota_allows_plan_replicas_plus_surge(app):
+    hard = builders.resource_quota(app)["spec"]["hard"]
+
+    assert hard["pods"] == "3"
+    assert hard["limits.cpu"] == "1500m"
+    assert hard["limits.memory"] == "1536Mi"
+
+
+def test_limit_range_caps_containers_at_plan_size(app):
+    limits = builders.limit_range(app)["spec"]["limits"][0]
+
+    assert limits["max"] == {"cpu": "500m", "memory": "512Mi"}
+    assert limits["default"] == {"cpu": "500m", "memory": "512Mi"}
+
+
+def test_secret_round_trips_through_base64():
+    data = {"LIVERY_LOGIN_KEY": "key-1", "LIVERY_DATABASE_URL": "postgresql://u:p@h/d"}
+
+    assert builders.decode_secret(builders.secret("acme", data)) == data
+
+
+@pytest.mark.parametrize(
+    ("live", "desired", "expected"),
+    [
+        ({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": 2}}, True),
+        ({"a": 1}, {"a": 2}, False),
+        ({"a": [1, 2]}, {"a": [1]}, False),
+        ({"a": [{"x": 1, "y": 2}]}, {"a": [{"x": 1}]}, True),
+        ({}, {"a": None}, False),
+    ],
+)
+def test_contains_compares_only_desired_fields(live, desired, expected):
+    assert contains(live, desired) is expected
+
+
+def test_deployment_state_counts_available_replicas():
+    live = {"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "availableReplicas": 2, "updatedReplicas": 2}}
+
+    assert deployment_state(live, 2).ready is True
+    assert deployment_state({"status": {}}, 2).ready is False
+    assert deployment_state({}, 0).ready is True
+
+
+def test_deployment_state_waits_for_rollout():
+    live = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "availableReplicas": 2}}
+
+    assert deployment_state(live, 2).ready is False
