@@ -17,6 +17,8 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from k8s_emulator import kube, kube_clean  # noqa: F401  (fixtures: Kubernetes API emulator)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

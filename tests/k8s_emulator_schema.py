@@ -1,0 +1,244 @@
+"""Admission of custom resources as the Kubernetes API server does it for a CRD.
+
+The emulator runs every write of a custom resource through `CustomResourceSchema`:
+prune the fields that the structural schema does not declare, apply schema
+defaults, validate against the OpenAPI v3 schema with `jsonschema`, and
+evaluate the `x-kubernetes-validations` CEL rules with `cel-python`.
+Failures come back as `FieldError`s, which the emulator answers with 422 Invalid.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import celpy
+import jsonschema
+
+# The object envelope that the API server keeps however the schema reads.
+ENVELOPE_FIELDS = ("apiVersion", "kind", "metadata")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One rejected field, shaped like a `StatusCause` of a 422 Invalid response."""
+
+    field: str
+    reason: str
+    message: str
+
+    def render(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+def format_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
+    """Render a JSON path as Kubernetes field paths read: `spec.domains[0]`."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+@dataclass(frozen=True)
+class _RuleSite:
+    """A schema node carrying `x-kubernetes-validations`, with its path from the root."""
+
+    path: tuple[str, ...]  # property names, or "*" for the items of an array
+    rules: tuple[dict[str, Any], ...]
+
+
+class CustomResourceSchema:
+    """The structural schema of one served version of a CRD."""
+
+    def __init__(self, open_api_schema: dict[str, Any]) -> None:
+        self.schema = open_api_schema
+        self._validator = jsonschema.Draft7Validator(open_api_schema)
+        self._rule_sites = list(_find_rule_sites(open_api_schema, ()))
+        self._cel = celpy.Environment()
+        self._programs: dict[str, Any] = {}
+
+    def admit(self, obj: dict[str, Any], old: dict[str, Any] | None) -> tuple[dict[str, Any], list[FieldError]]:
+        """Prune and default `obj`, then validate it; return the stored form and every error."""
+        admitted = self.prune(obj)
+        self.apply_defaults(admitted)
+        errors = self.validate_schema(admitted)
+        errors += self.validate_rules(admitted, old)
+        return admitted, errors
+
+    # Pruning: the API server drops every field the structural schema does not declare.
+
+    def prune(self, obj: dict[str, Any]) -> dict[str, Any]:
+        pruned = _prune(obj, self.schema)
+        for field in ENVELOPE_FIELDS:
+            if field in obj:
+                pruned[field] = copy.deepcopy(obj[field])
+        return pruned
+
+    # Defaulting: `default` values fill absent properties of objects that exist.
+
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
+        _apply_defaults(obj, self.schema)
+
+    # OpenAPI v3 validation.
+
+    def validate_schema(self, obj: dict[str, Any]) -> list[FieldError]:
+        errors = [_field_error(error) for error in self._validator.iter_errors(obj)]
+        return sorted(errors, key=lambda error: error.field)
+
+    # CEL rules: `self` is the value at the rule's schema node, `oldSelf` the stored value on updates.
+
+    def validate_rules(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
+        errors: list[FieldError] = []
+        for site in self._rule_sites:
+            for location, value, old_value in _values_at(obj, old, site.path):
+                for rule in site.rules:
+                    error = self._check_rule(rule, location, value, old_value)
+                    if error is not None:
+                        errors.append(error)
+        return errors
+
+    def _check_rule(
+        self, rule: dict[str, Any], location: list[str | int], value: Any, old_value: Any
+    ) -> FieldError | None:
+        expression = rule["rule"]
+        is_transition_rule = "oldSelf" in expression
+        if is_transition_rule and old_value is None:
+            return None  # transition rules run only on updates of a value that existed before
+
+        activation = {"self": celpy.json_to_cel(value)}
+        if is_transition_rule:
+            activation["oldSelf"] = celpy.json_to_cel(old_value)
+
+        field_path = (format_path(location) + rule.get("fieldPath", "")).lstrip(".")
+        reason = rule.get("reason", "FieldValueInvalid")
+        try:
+            passed = bool(self._program(expression).evaluate(activation))
+        except celpy.CELEvalError as error:
+            return FieldError(field_path, reason, f"Invalid value: {_cel_type(value)}: evaluation of rule {expression!r} failed: {error}")
+        if passed:
+            return None
+
+        message = rule.get("message") or f"failed rule: {expression}"
+        prefix = "Forbidden" if reason == "FieldValueForbidden" else f"Invalid value: {_cel_type(value)}"
+        return FieldError(field_path, reason, f"{prefix}: {message}")
+
+    def _program(self, expression: str) -> Any:
+        if expression not in self._programs:
+            self._programs[expression] = self._cel.program(self._cel.compile(expression))
+        return self._programs[expression]
+
+
+def _prune(value: Any, schema: dict[str, Any]) -> Any:
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return copy.deepcopy(value)
+    if isinstance(value, dict):
+        properties = schema.get("properties")
+        additional = schema.get("additionalProperties")
+        if properties is not None:
+            return {key: _prune(item, properties[key]) for key, item in value.items() if key in properties}
+        if isinstance(additional, dict):
+            return {key: _prune(item, additional) for key, item in value.items()}
+        if additional is True:
+            return copy.deepcopy(value)
+        return {}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_prune(item, schema["items"]) for item in value]
+    return copy.deepcopy(value)
+
+
+def _apply_defaults(value: Any, schema: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, child_schema in schema.get("properties", {}).items():
+            if key not in value and "default" in child_schema:
+                value[key] = copy.deepcopy(child_schema["default"])
+            if key in value:
+                _apply_defaults(value[key], child_schema)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            _apply_defaults(item, schema["items"])
+
+
+def _find_rule_sites(schema: dict[str, Any], path: tuple[str, ...]) -> Iterator[_RuleSite]:
+    if schema.get("x-kubernetes-validations"):
+        yield _RuleSite(path, tuple(schema["x-kubernetes-validations"]))
+    for name, child in schema.get("properties", {}).items():
+        yield from _find_rule_sites(child, path + (name,))
+    if isinstance(schema.get("items"), dict):
+        yield from _find_rule_sites(schema["items"], path + ("*",))
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from _find_rule_sites(schema["additionalProperties"], path + ("*",))
+
+
+def _values_at(
+    obj: Any, old: Any, path: tuple[str, ...], location: list[str | int] | None = None
+) -> Iterator[tuple[list[str | int], Any, Any]]:
+    """Yield (location, value, old value) for every instance of a schema path.
+
+    Old values are followed through object properties only: list items are
+    correlated with nothing, so transition rules under arrays never run.
+    """
+    location = location or []
+    if not path:
+        yield location, obj, old
+        return
+    head, rest = path[0], path[1:]
+    if head == "*":
+        if isinstance(obj, list):
+            for index, item in enumerate(obj):
+                yield from _values_at(item, None, rest, location + [index])
+        elif isinstance(obj, dict):
+            for key, item in obj.items():
+                yield from _values_at(item, None, rest, location + [key])
+        return
+    if isinstance(obj, dict) and head in obj:
+        old_child = old.get(head) if isinstance(old, dict) else None
+        yield from _values_at(obj[head], old_child, rest, location + [head])
+
+
+def _cel_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
+    return json.dumps(names.get(type(value), "null"))
+
+
+def _field_error(error: jsonschema.ValidationError) -> FieldError:
+    """Word a jsonschema error the way the API server words the same failure."""
+    path = list(error.absolute_path)
+    field = format_path(path)
+    value = error.instance
+    rule = error.validator
+    expected = error.validator_value
+
+    if rule == "required":
+        missing = [name for name in expected if isinstance(value, dict) and name not in value]
+        return FieldError(format_path(path + missing[:1]), "FieldValueRequired", "Required value")
+    if rule == "enum":
+        supported = ", ".join(json.dumps(item) for item in expected)
+        return FieldError(
+            field, "FieldValueNotSupported", f"Unsupported value: {json.dumps(value)}: supported values: {supported}"
+        )
+    if rule == "type":
+        return FieldError(
+            field,
+            "FieldValueTypeInvalid",
+            f"Invalid value: {json.dumps(value)}: {field} in body must be of type {expected}: {_cel_type(value)}",
+        )
+    if rule == "maxLength":
+        return FieldError(field, "FieldValueTooLong", f"Too long: may not be more than {expected} bytes")
+    if rule == "maxItems":
+        return FieldError(field, "FieldValueTooMany", f"Too many: {len(value)}: must have at most {expected} items")
+
+    details = {
+        "pattern": f"{field} in body should match '{expected}'",
+        "minimum": f"{field} in body should be greater than or equal to {expected}",
+        "maximum": f"{field} in body should be less than or equal to {expected}",
+        "minLength": f"{field} in body should be at least {expected} chars long",
+        "minItems": f"{field} in body should have at least {expected} items",
+    }
+    detail = details.get(str(rule), error.message)
+    return FieldError(field, "FieldValueInvalid", f"Invalid value: {json.dumps(value)}: {detail}")

@@ -1,0 +1,1068 @@
+"""A Kubernetes API server for tests: kmock's KubernetesEmulator with the API server's rules.
+
+kmock 0.8 serves discovery, stores objects and streams them, but treats every
+write as a recursive dict merge. `LiveryKubernetesEmulator` keeps kmock's
+discovery, object store (`emulator.objects`) and user reactions
+(`emulator['get /api/v1/...'] << 500` still intercepts a request first), and
+serves every resource request itself with what the operator and the clients rely on:
+
+- `uid`, `creationTimestamp`, a cluster-wide `resourceVersion` bumped on every
+  write, and `generation` bumped when anything but metadata and status changes;
+- 409 Conflict for a stale `metadata.resourceVersion` and for an existing name,
+  422 when a JSON patch `test` operation fails (kopf reads 422 as "retry later"),
+  404 with a `Status` body for missing objects;
+- merge, JSON, strategic merge (as merge) and server-side apply patches, and
+  `managedFields` with apply conflicts between field managers;
+- the `status` subresource, deletion with finalizers, namespace termination,
+  garbage collection through `ownerReferences`;
+- label and field selectors on lists, watches and collection deletes; watch
+  streams that resume from a `resourceVersion`;
+- pruning, defaulting, OpenAPI validation and CEL rules of the CRDs in `crds/`.
+
+Every write happens in one event loop without awaiting, so writes are atomic
+without locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import copy
+import json
+import logging
+import math
+import secrets
+import string
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import attrs
+import jsonpatch
+import kmock
+import yaml
+from k8s_emulator_objects import (
+    ALL_VERBS,
+    BUILTIN_TYPES,
+    ApiError,
+    FieldPath,
+    ResourceType,
+    bad_request,
+    crd_resource_types,
+    fields_v1,
+    leaf_paths,
+    load_crds,
+    merge_patch,
+    name_error,
+    now_rfc3339,
+    parse_field_selector,
+    parse_label_selector,
+    paths_from_fields_v1,
+    remove_path,
+    value_at,
+)
+from k8s_emulator_schema import FieldError
+from kmock._internal import enums, parsing, rendering
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+# Watch events kept for clients that resume a watch from a resourceVersion; older ones get 410 Gone.
+WATCH_HISTORY_LIMIT = 20_000
+
+# How often an idle watch checks whether its client has disconnected, in seconds.
+WATCH_IDLE_CHECK_SECONDS = 1.0
+
+# Namespace subresources, which share the path shape of `/api/v1/namespaces/NS/PLURAL`.
+_NAMESPACE_SUBRESOURCES = {"status", "finalize"}
+
+_MERGE_PATCH_TYPES = {
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",  # NOTE: merged as a plain merge patch, no patchMergeKey lists
+}
+_JSON_PATCH_TYPE = "application/json-patch+json"
+_APPLY_PATCH_TYPE = "application/apply-patch+yaml"
+
+
+@dataclass(frozen=True)
+class ResourcePath:
+    """A parsed resource URL: `/apis/GROUP/VERSION[/namespaces/NS]/PLURAL[/NAME[/SUBRESOURCE]]`."""
+
+    group: str
+    version: str
+    plural: str
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+def parse_resource_path(path: str) -> ResourcePath | None:
+    """Parse a resource URL; return None for discovery and other non-resource paths.
+
+    kmock 0.8 reads `/api/v1/namespaces` and `/api/v1/namespaces/NAME` as a
+    namespace prefix without a resource, so the emulator parses paths itself.
+    """
+    parts = [part for part in path.split("/") if part]
+    if len(parts) >= 3 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 4 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+
+    namespace = None
+    is_namespace_subresource = group == "" and len(rest) == 3 and rest[2] in _NAMESPACE_SUBRESOURCES
+    if rest[0] == "namespaces" and len(rest) >= 3 and not is_namespace_subresource:
+        namespace, rest = rest[1], rest[2:]
+
+    name = rest[1] if len(rest) > 1 else None
+    subresource = "/".join(rest[2:]) or None
+    return ResourcePath(group, version, rest[0], namespace, name, subresource)
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    resource_version: int
+    resource_type: ResourceType
+    namespace: str | None
+    type: str
+    object: dict[str, Any]
+    old: dict[str, Any] | None
+
+
+@attrs.define(kw_only=True)
+class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
+    """kmock's emulator with the API server behaviour listed in the module docstring."""
+
+    crd_directory: Path | None = None
+
+    _crds: list[dict[str, Any]] = attrs.field(factory=list, init=False)
+    _types: dict[tuple[str, str, str], ResourceType] = attrs.field(factory=dict, init=False)
+    _last_resource_version: int = attrs.field(default=0, init=False)
+    _watch_events: list[WatchEvent] = attrs.field(factory=list, init=False)
+    _watch_event_added: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    _closing: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for resource_type in BUILTIN_TYPES:
+            self.declare(resource_type)
+        self._crds = load_crds(self.crd_directory) if self.crd_directory else []
+        for crd in self._crds:
+            for resource_type in crd_resource_types(crd):
+                self.declare(resource_type)
+        self.create_initial_objects()
+
+    # Resource types.
+
+    def declare(self, resource_type: ResourceType) -> None:
+        """Serve a resource type and list it in discovery."""
+        self._types[resource_type.group, resource_type.version, resource_type.plural] = resource_type
+        self.resources[kmock.resource(resource_type.group, resource_type.version, resource_type.plural)] = (
+            kmock.ResourceInfo(
+                kind=resource_type.kind,
+                singular=resource_type.singular,
+                namespaced=resource_type.namespaced,
+                verbs=set(ALL_VERBS),
+                shortnames=set(resource_type.short_names),
+                categories=set(resource_type.categories),
+                subresources={"status"} if resource_type.status_subresource else set(),
+            )
+        )
+
+    @property
+    def resource_types(self) -> list[ResourceType]:
+        return list(self._types.values())
+
+    def find_type(self, name: str) -> ResourceType:
+        """Find a type by plural, kind, short name, `plural.group` or `group/version/plural`.
+
+        An ambiguous name (`events`) resolves to the core group, as kubectl does.
+        """
+        wanted = name.lower()
+        matches = [resource_type for resource_type in self._types.values() if wanted in resource_type.names()]
+        matches.sort(key=lambda resource_type: resource_type.group != "")
+        if not matches:
+            raise KeyError(f"unknown resource type {name!r}; known: {sorted(t.group_resource for t in self._types.values())}")
+        return matches[0]
+
+    def _type_of(self, path: ResourcePath) -> ResourceType:
+        resource_type = self._types.get((path.group, path.version, path.plural))
+        if resource_type is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return resource_type
+
+    # State.
+
+    def create_initial_objects(self) -> None:
+        """Create what every cluster starts with: the system namespaces and the served CRDs."""
+        namespaces = self._types["", "v1", "namespaces"]
+        for name in DEFAULT_NAMESPACES:
+            self.create_object(namespaces, None, {"metadata": {"name": name}}, params={})
+        crd_type = self._types["apiextensions.k8s.io", "v1", "customresourcedefinitions"]
+        for crd in self._crds:
+            body = copy.deepcopy(crd)
+            body["status"] = {"conditions": [{"type": "Established", "status": "True", "reason": "InitialNamesAccepted"}]}
+            self.create_object(crd_type, None, body, params={})
+
+    def wipe(self) -> None:
+        """Remove every object (watchers get DELETED events) and recreate the initial ones."""
+        for resource_type, namespace, obj in list(self._iter_objects()):
+            self._remove(resource_type, obj, collect_garbage=False)
+        self.create_initial_objects()
+
+    def _iter_objects(self) -> list[tuple[ResourceType, str | None, dict[str, Any]]]:
+        found = []
+        for (resource, namespace, _name), entry in self._objects.items():
+            if entry.deleted:
+                continue
+            resource_type = self._types.get((resource.group, resource.version, resource.plural))
+            if resource_type is not None:
+                found.append((resource_type, namespace, entry.raw))
+        found.sort(key=lambda item: (item[1] or "", item[2]["metadata"]["name"]))
+        return found
+
+    def _key(self, resource_type: ResourceType, namespace: str | None, name: str) -> tuple[Any, str | None, str]:
+        return (kmock.resource(resource_type.group, resource_type.version, resource_type.plural), namespace, name)
+
+    def read_object(self, resource_type: ResourceType, namespace: str | None, name: str) -> dict[str, Any] | None:
+        key = self._key(resource_type, namespace if resource_type.namespaced else None, name)
+        if key not in self._objects or self._objects[key].deleted:
+            return None
+        return copy.deepcopy(self._objects[key].raw)
+
+    def _read_or_404(self, resource_type: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        obj = self.read_object(resource_type, namespace, name)
+        if obj is None:
+            raise _not_found(resource_type, name)
+        return obj
+
+    def _next_resource_version(self) -> int:
+        self._last_resource_version += 1
+        return self._last_resource_version
+
+    def _store(self, resource_type: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        """Write `obj` with a new resourceVersion and tell the watchers."""
+        resource_version = self._next_resource_version()
+        obj["metadata"]["resourceVersion"] = str(resource_version)
+        namespace = obj["metadata"].get("namespace")
+        key = self._key(resource_type, namespace, obj["metadata"]["name"])
+        if key in self._objects:
+            self._objects[key].history.append(copy.deepcopy(obj))
+        else:
+            self._objects[key] = copy.deepcopy(obj)
+        self._record_event(resource_version, resource_type, namespace, "ADDED" if old is None else "MODIFIED", obj, old)
+        return obj
+
+    def _remove(self, resource_type: ResourceType, obj: dict[str, Any], *, collect_garbage: bool = True) -> dict[str, Any]:
+        """Delete `obj` for good: emit DELETED, finish a terminating namespace, collect dependents."""
+        final = copy.deepcopy(obj)
+        resource_version = self._next_resource_version()
+        final["metadata"]["resourceVersion"] = str(resource_version)
+        namespace = final["metadata"].get("namespace")
+        self._objects[self._key(resource_type, namespace, final["metadata"]["name"])].delete()
+        self._record_event(resource_version, resource_type, namespace, "DELETED", final, obj)
+
+        if collect_garbage:
+            self._delete_dependents(final["metadata"]["uid"])
+            if namespace is not None:
+                self._finish_namespace_if_empty(namespace)
+        return final
+
+    def _record_event(
+        self,
+        resource_version: int,
+        resource_type: ResourceType,
+        namespace: str | None,
+        event_type: str,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+    ) -> None:
+        event = WatchEvent(resource_version, resource_type, namespace, event_type, copy.deepcopy(obj), old)
+        self._watch_events.append(event)
+        if len(self._watch_events) > WATCH_HISTORY_LIMIT:
+            del self._watch_events[: len(self._watch_events) - WATCH_HISTORY_LIMIT]
+        self._watch_event_added.set()
+        self._watch_event_added = asyncio.Event()
+
+    # HTTP entry point.
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        path = parse_resource_path(raw_request.path)
+        if path is None:
+            return await super().__call__(raw_request)
+
+        body = await raw_request.read()
+        request = _make_request(raw_request, path, body, id=len(self._requests))
+        self._requests.append(request)
+        try:
+            response = await self._serve_user_reactions(request)
+            if response is not None:
+                return response
+            return await self._serve_resource(request, path, raw_request)
+        except ApiError as error:
+            return aiohttp.web.json_response(error.status(), status=error.code)
+        except Exception as error:  # an emulator bug: answer 500 so the client fails loudly
+            logger.exception("emulator failed on %s %s", raw_request.method, raw_request.path_qs)
+            if self._errors:
+                self._errors[-1].append(error)
+            internal = ApiError(500, "InternalError", f"emulator error: {error!r}")
+            return aiohttp.web.json_response(internal.status(), status=500)
+
+    async def _serve_user_reactions(self, request: rendering.Request) -> aiohttp.web.StreamResponse | None:
+        """Serve the request from a reaction a test added (`emulator[...] << 500`), if one matches."""
+        user_payloads = [payload for payload in self._payloads if -math.inf not in payload.priorities]
+        user_payloads.sort(key=lambda payload: tuple(-priority for priority in payload.priorities))
+        for payload in user_payloads:
+            if request in payload._source and not payload._disabled.is_set():
+                try:
+                    return await payload(request)
+                except rendering.ReactionMismatchError:
+                    payload._disabled.set()
+                except NotImplementedError:
+                    pass
+        return None
+
+    async def _serve_resource(
+        self, request: rendering.Request, path: ResourcePath, raw_request: aiohttp.web.BaseRequest
+    ) -> aiohttp.web.StreamResponse:
+        resource_type = self._type_of(path)
+        if resource_type.namespaced is False and path.namespace is not None:
+            raise ApiError(404, "NotFound", f"{resource_type.group_resource} is cluster-scoped")
+        if path.subresource not in (None, "status") and not (path.plural == "namespaces" and path.subresource == "finalize"):
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path.subresource})")
+        if path.subresource == "status" and not resource_type.status_subresource:
+            raise ApiError(404, "NotFound", f"{resource_type.group_resource} has no status subresource")
+
+        params = dict(raw_request.query)
+        method = raw_request.method.upper()
+        if method == "GET" and params.get("watch") in ("true", "1"):
+            return await self._serve_watch(resource_type, path, params, raw_request)
+
+        status, payload = self._dispatch(method, resource_type, path, params, request)
+        return aiohttp.web.json_response(payload, status=status)
+
+    def _dispatch(
+        self, method: str, resource_type: ResourceType, path: ResourcePath, params: dict[str, str], request: rendering.Request
+    ) -> tuple[int, dict[str, Any]]:
+        namespace = path.namespace if resource_type.namespaced else None
+        if path.name is None:
+            if method == "GET":
+                return 200, self.list_objects(resource_type, namespace, params)
+            if method == "POST":
+                return 201, self.create_object(resource_type, namespace, _json_body(request), params, _manager(request, params))
+            if method == "DELETE":
+                return 200, self.delete_collection(resource_type, namespace, params)
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
+
+        if method == "GET":
+            obj = self._read_or_404(resource_type, namespace, path.name)
+            return 200, obj
+        if method == "PUT":
+            return 200, self.replace_object(
+                resource_type, namespace, path.name, path.subresource, _json_body(request), params, _manager(request, params)
+            )
+        if method == "PATCH":
+            return self.patch_object(resource_type, namespace, path.name, path.subresource, request, params)
+        if method == "DELETE":
+            options = _json_body(request) if request.body.strip() else {}
+            return 200, self.delete_object(resource_type, namespace, path.name, options, params)
+        raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on an object")
+
+    # Reads.
+
+    def list_objects(self, resource_type: ResourceType, namespace: str | None, params: dict[str, str]) -> dict[str, Any]:
+        matches = _selector(params)
+        items = [
+            obj
+            for found_type, found_namespace, obj in self._iter_objects()
+            if found_type == resource_type and (namespace is None or found_namespace == namespace) and matches(obj)
+        ]
+        # NOTE: `limit` and `continue` are ignored: every list is one complete page.
+        return {
+            "kind": f"{resource_type.kind}List",
+            "apiVersion": resource_type.api_version,
+            "metadata": {"resourceVersion": str(self._last_resource_version)},
+            "items": items,
+        }
+
+    # Create.
+
+    def create_object(
+        self,
+        resource_type: ResourceType,
+        namespace: str | None,
+        body: dict[str, Any],
+        params: dict[str, str],
+        manager: str = "emulator",
+    ) -> dict[str, Any]:
+        obj = copy.deepcopy(body)
+        metadata = obj.setdefault("metadata", {})
+        self._check_kind(resource_type, obj)
+        obj["apiVersion"], obj["kind"] = resource_type.api_version, resource_type.kind
+
+        if resource_type.namespaced:
+            namespace = self._check_namespace(namespace, metadata.get("namespace"))
+            metadata["namespace"] = namespace
+        else:
+            metadata.pop("namespace", None)
+
+        name = metadata.get("name") or self._generate_name(resource_type, namespace, metadata.get("generateName"))
+        metadata["name"] = name
+        if error := name_error(resource_type, name):
+            raise _invalid(resource_type, name, [FieldError("metadata.name", "FieldValueInvalid", f"Invalid value: {json.dumps(name)}: {error}")])
+        if self.read_object(resource_type, namespace, name) is not None:
+            raise ApiError(
+                409, "AlreadyExists", f'{resource_type.group_resource} "{name}" already exists',
+                {"name": name, "group": resource_type.group, "kind": resource_type.plural},
+            )
+
+        for field in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
+            metadata.pop(field, None)
+        metadata["uid"] = str(uuid.uuid4())
+        metadata["creationTimestamp"] = now_rfc3339()
+        if _tracks_generation(resource_type):
+            metadata["generation"] = 1
+        if resource_type.status_subresource and resource_type.schema is not None:
+            obj.pop("status", None)  # a CRD with a status subresource ignores status on create
+        if resource_type.plural == "namespaces":
+            obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
+            obj["status"] = {"phase": "Active"}
+
+        obj = self._admit(resource_type, obj, old=None)
+        _record_update(obj, None, manager, "Update", None)
+        if params.get("dryRun") == "All":
+            return obj
+        return self._store(resource_type, obj, old=None)
+
+    def _check_kind(self, resource_type: ResourceType, obj: dict[str, Any]) -> None:
+        kind, api_version = obj.get("kind"), obj.get("apiVersion")
+        if kind is not None and kind != resource_type.kind:
+            raise bad_request(f"the kind {kind!r} of the object does not match the URL's resource {resource_type.group_resource}")
+        if api_version is not None and api_version != resource_type.api_version:
+            raise bad_request(f"the apiVersion {api_version!r} of the object does not match the URL's {resource_type.api_version!r}")
+
+    def _check_namespace(self, url_namespace: str | None, body_namespace: str | None) -> str:
+        if url_namespace is None:
+            raise bad_request("a namespaced object must be created under /namespaces/NAMESPACE/")
+        if body_namespace is not None and body_namespace != url_namespace:
+            raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        namespace = self.read_object(self._types["", "v1", "namespaces"], None, url_namespace)
+        if namespace is None:
+            raise ApiError(404, "NotFound", f'namespaces "{url_namespace}" not found', {"name": url_namespace, "kind": "namespaces"})
+        if namespace["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                403, "Forbidden",
+                f"unable to create new content in namespace {url_namespace} because it is being terminated",
+            )
+        return url_namespace
+
+    def _generate_name(self, resource_type: ResourceType, namespace: str | None, prefix: str | None) -> str:
+        if not prefix:
+            raise _invalid(resource_type, "", [FieldError("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")])
+        alphabet = string.ascii_lowercase + string.digits
+        while True:
+            name = prefix + "".join(secrets.choice(alphabet) for _ in range(5))
+            if self.read_object(resource_type, namespace, name) is None:
+                return name
+
+    def _admit(self, resource_type: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        """Run a CRD's pruning, defaulting, schema and CEL validation; raise 422 on errors."""
+        if resource_type.schema is None:
+            return obj
+        admitted, errors = resource_type.schema.admit(obj, old)
+        if errors:
+            raise _invalid(resource_type, obj["metadata"].get("name", ""), errors)
+        return admitted
+
+    # Update.
+
+    def replace_object(
+        self,
+        resource_type: ResourceType,
+        namespace: str | None,
+        name: str,
+        subresource: str | None,
+        body: dict[str, Any],
+        params: dict[str, str],
+        manager: str,
+    ) -> dict[str, Any]:
+        current = self._read_or_404(resource_type, namespace, name)
+        body_name = body.get("metadata", {}).get("name")
+        if body_name is not None and body_name != name:
+            raise bad_request(f"the name of the object ({body_name}) does not match the name on the URL ({name})")
+        if resource_type.schema is not None and not body.get("metadata", {}).get("resourceVersion"):
+            raise _invalid(resource_type, name, [FieldError(
+                "metadata.resourceVersion", "FieldValueInvalid", "Invalid value: 0x0: must be specified for an update"
+            )])
+        self._check_kind(resource_type, body)
+        return self._update(resource_type, current, copy.deepcopy(body), subresource, params, manager, "Update")
+
+    def patch_object(
+        self,
+        resource_type: ResourceType,
+        namespace: str | None,
+        name: str,
+        subresource: str | None,
+        request: rendering.Request,
+        params: dict[str, str],
+    ) -> tuple[int, dict[str, Any]]:
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        current = self.read_object(resource_type, namespace, name)
+
+        if content_type == _APPLY_PATCH_TYPE:
+            return self._apply(resource_type, namespace, name, subresource, current, request, params)
+        if current is None:
+            raise _not_found(resource_type, name)
+
+        manager = _manager(request, params)
+        if content_type in _MERGE_PATCH_TYPES:
+            patch = _json_body(request)
+            candidate = merge_patch(current, patch)
+        elif content_type == _JSON_PATCH_TYPE:
+            operations = _json_body(request, expect=list)
+            candidate = _apply_json_patch(current, operations)
+        else:
+            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: {', '.join(sorted(_MERGE_PATCH_TYPES | {_JSON_PATCH_TYPE, _APPLY_PATCH_TYPE}))}")
+        return 200, self._update(resource_type, current, candidate, subresource, params, manager, "Update")
+
+    def _apply(
+        self,
+        resource_type: ResourceType,
+        namespace: str | None,
+        name: str,
+        subresource: str | None,
+        current: dict[str, Any] | None,
+        request: rendering.Request,
+        params: dict[str, str],
+    ) -> tuple[int, dict[str, Any]]:
+        """Server-side apply: create or merge, owning the applied fields and removing dropped ones."""
+        manager = params.get("fieldManager")
+        if not manager:
+            raise bad_request("PATCH with application/apply-patch+yaml requires the fieldManager query parameter")
+        try:
+            config = yaml.safe_load(request.text)
+        except yaml.YAMLError as error:
+            raise bad_request(f"the apply configuration is not valid YAML: {error}") from None
+        if not isinstance(config, dict):
+            raise bad_request("the apply configuration must be an object")
+        self._check_kind(resource_type, config)
+        config_name = config.get("metadata", {}).get("name")
+        if config_name is not None and config_name != name:
+            raise bad_request(f"the name of the object ({config_name}) does not match the name on the URL ({name})")
+
+        if current is None:
+            if subresource is not None:
+                raise _not_found(resource_type, name)
+            body = copy.deepcopy(config)
+            body.setdefault("metadata", {})["name"] = name
+            created = self.create_object(resource_type, namespace, body, {**params, "dryRun": "All"}, manager)
+            created["metadata"]["managedFields"] = []
+            _record_apply(created, _applied_paths(config, subresource), manager, subresource)
+            if params.get("dryRun") == "All":
+                return 201, created
+            return 201, self._store(resource_type, created, old=None)
+
+        candidate = _merge_apply(current, config, manager, subresource, force=params.get("force") == "true",
+                                 resource_type=resource_type)
+        return 200, self._update(resource_type, current, candidate, subresource, params, manager, "Apply",
+                                 applied=_applied_paths(config, subresource))
+
+    def _update(
+        self,
+        resource_type: ResourceType,
+        current: dict[str, Any],
+        candidate: dict[str, Any],
+        subresource: str | None,
+        params: dict[str, str],
+        manager: str,
+        operation: str,
+        applied: set[FieldPath] | None = None,
+    ) -> dict[str, Any]:
+        """Turn a requested new state into the stored one, enforcing the update rules."""
+        name = current["metadata"]["name"]
+        requested_version = candidate.get("metadata", {}).get("resourceVersion")
+        if requested_version and requested_version != current["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409, "Conflict",
+                f'Operation cannot be fulfilled on {resource_type.group_resource} "{name}": '
+                "the object has been modified; please apply your changes to the latest version and try again",
+                {"name": name, "group": resource_type.group, "kind": resource_type.plural},
+            )
+
+        new = _scope_to_subresource(resource_type, current, candidate, subresource)
+        new["apiVersion"], new["kind"] = resource_type.api_version, resource_type.kind
+        _keep_system_metadata(new, current)
+        if operation == "Apply":  # _merge_apply already moved the ownership of forced fields
+            new["metadata"]["managedFields"] = candidate["metadata"]["managedFields"]
+
+        if current["metadata"].get("deletionTimestamp"):
+            added = set(new["metadata"].get("finalizers") or []) - set(current["metadata"].get("finalizers") or [])
+            if added:
+                raise _invalid(resource_type, name, [FieldError(
+                    "metadata.finalizers", "FieldValueForbidden",
+                    f"Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)}",
+                )])
+
+        new = self._admit(resource_type, new, old=current)
+        if _tracks_generation(resource_type) and _desired_state(new) != _desired_state(current):
+            new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        if operation == "Apply":
+            _record_apply(new, applied or set(), manager, subresource)
+        else:
+            _record_update(new, current, manager, operation, subresource)
+
+        if _without_resource_version(new) == _without_resource_version(current):
+            return current  # a no-op write changes nothing, not even the resourceVersion
+        if params.get("dryRun") == "All":
+            return new
+
+        stored = self._store(resource_type, new, old=current)
+        if stored["metadata"].get("deletionTimestamp") and not stored["metadata"].get("finalizers"):
+            if resource_type.plural != "namespaces":
+                return self._remove(resource_type, stored)
+            self._finish_namespace_if_empty(name)
+        return stored
+
+    # Delete.
+
+    def delete_object(
+        self,
+        resource_type: ResourceType,
+        namespace: str | None,
+        name: str,
+        options: dict[str, Any],
+        params: dict[str, str],
+    ) -> dict[str, Any]:
+        current = self._read_or_404(resource_type, namespace, name)
+        preconditions = options.get("preconditions") or {}
+        for field in ("uid", "resourceVersion"):
+            expected = preconditions.get(field)
+            if expected is not None and expected != current["metadata"][field]:
+                raise ApiError(
+                    409, "Conflict",
+                    f'Operation cannot be fulfilled on {resource_type.group_resource} "{name}": '
+                    f"Precondition failed: {field}: {expected}, actual: {current['metadata'][field]}",
+                )
+        if params.get("dryRun") == "All" or "All" in (options.get("dryRun") or []):
+            return current
+        return self._delete(resource_type, current)
+
+    def _delete(self, resource_type: ResourceType, current: dict[str, Any]) -> dict[str, Any]:
+        metadata = current["metadata"]
+        if metadata.get("deletionTimestamp"):
+            return current
+
+        if resource_type.plural == "namespaces":
+            return self._terminate_namespace(resource_type, current)
+        if not metadata.get("finalizers"):
+            return self._remove(resource_type, current)
+
+        marked = copy.deepcopy(current)
+        marked["metadata"]["deletionTimestamp"] = now_rfc3339()
+        marked["metadata"]["deletionGracePeriodSeconds"] = 0
+        if _tracks_generation(resource_type):
+            marked["metadata"]["generation"] = metadata.get("generation", 1) + 1
+        return self._store(resource_type, marked, old=current)
+
+    def delete_collection(self, resource_type: ResourceType, namespace: str | None, params: dict[str, str]) -> dict[str, Any]:
+        listing = self.list_objects(resource_type, namespace, params)
+        if params.get("dryRun") != "All":
+            for obj in listing["items"]:
+                current = self.read_object(resource_type, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+                if current is not None:
+                    self._delete(resource_type, current)
+        return listing
+
+    def _terminate_namespace(self, namespaces: ResourceType, current: dict[str, Any]) -> dict[str, Any]:
+        """Mark a namespace Terminating and delete its content, as the namespace controller does."""
+        name = current["metadata"]["name"]
+        marked = copy.deepcopy(current)
+        marked["metadata"]["deletionTimestamp"] = now_rfc3339()
+        marked.setdefault("status", {})["phase"] = "Terminating"
+        marked = self._store(namespaces, marked, old=current)
+
+        for resource_type, namespace, obj in self._iter_objects():
+            if namespace == name:
+                still_there = self.read_object(resource_type, namespace, obj["metadata"]["name"])
+                if still_there is not None:
+                    self._delete(resource_type, still_there)
+        self._finish_namespace_if_empty(name)
+        return self.read_object(namespaces, None, name) or marked
+
+    def _finish_namespace_if_empty(self, name: str) -> None:
+        namespaces = self._types["", "v1", "namespaces"]
+        namespace = self.read_object(namespaces, None, name)
+        if namespace is None or not namespace["metadata"].get("deletionTimestamp"):
+            return
+        if namespace["metadata"].get("finalizers"):
+            return
+        if any(found_namespace == name for _, found_namespace, _ in self._iter_objects()):
+            return
+        self._remove(namespaces, namespace)
+
+    def _delete_dependents(self, owner_uid: str) -> None:
+        """Delete objects whose every owner is gone, as the garbage collector does in background mode."""
+        live_uids = {obj["metadata"]["uid"] for _, _, obj in self._iter_objects()}
+        for resource_type, namespace, obj in self._iter_objects():
+            owners = obj["metadata"].get("ownerReferences") or []
+            owner_uids = {owner.get("uid") for owner in owners}
+            if owner_uid in owner_uids and not owner_uids & live_uids:
+                still_there = self.read_object(resource_type, namespace, obj["metadata"]["name"])
+                if still_there is not None:
+                    self._delete(resource_type, still_there)
+
+    # Watch.
+
+    async def _serve_watch(
+        self, resource_type: ResourceType, path: ResourcePath, params: dict[str, str], raw_request: aiohttp.web.BaseRequest
+    ) -> aiohttp.web.StreamResponse:
+        namespace = path.namespace if resource_type.namespaced else None
+        if path.name is not None:  # the deprecated watch of one object by URL
+            params = {**params, "fieldSelector": ",".join(filter(None, [params.get("fieldSelector"), f"metadata.name={path.name}"]))}
+        matches = _selector(params)
+        timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
+        since = params.get("resourceVersion") or "0"
+
+        since_version = _parse_resource_version(since)
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(raw_request)
+
+        # Like the API server, answer a resourceVersion older than the kept history with an
+        # ERROR event carrying 410 Gone inside a 200 stream; clients then list again.
+        oldest = self._watch_events[0].resource_version if self._watch_events else self._last_resource_version + 1
+        if since != "0" and since_version < oldest - 1 and since_version < self._last_resource_version:
+            expired = ApiError(410, "Expired", f"too old resource version: {since_version} ({oldest - 1})")
+            await _write_event(response, "ERROR", expired.status())
+            await response.write_eof()
+            return response
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout is not None else None
+
+        try:
+            if since == "0":  # start with the current state, as ADDED events
+                last_sent = self._last_resource_version
+                for found_type, found_namespace, obj in self._iter_objects():
+                    if found_type == resource_type and (namespace is None or found_namespace == namespace) and matches(obj):
+                        await _write_event(response, "ADDED", obj)
+            else:
+                last_sent = since_version
+
+            while not self._closing:
+                wakeup = self._watch_event_added
+                index = bisect.bisect_right(self._watch_events, last_sent, key=lambda event: event.resource_version)
+                for event in self._watch_events[index:]:
+                    last_sent = event.resource_version
+                    if event.resource_type != resource_type or (namespace is not None and event.namespace != namespace):
+                        continue
+                    event_type = _event_type_for_selector(event, matches)
+                    if event_type is not None:
+                        await _write_event(response, event_type, event.object)
+
+                wait = WATCH_IDLE_CHECK_SECONDS
+                if deadline is not None:
+                    wait = min(wait, deadline - loop.time())
+                    if wait <= 0:
+                        break
+                try:
+                    await asyncio.wait_for(wakeup.wait(), timeout=wait)
+                except TimeoutError:
+                    transport = raw_request.transport
+                    if transport is None or transport.is_closing():
+                        break
+            await response.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client went away; nothing to clean up
+        return response
+
+    async def close_watches(self) -> None:
+        """End every open watch stream, so the server can stop without waiting for clients."""
+        self._closing = True
+        self._watch_event_added.set()
+
+
+# Helpers without state.
+
+
+def _make_request(raw_request: aiohttp.web.BaseRequest, path: ResourcePath, body: bytes, *, id: int) -> rendering.Request:
+    """Build kmock's request record from our own path parsing, for reactions and `emulator.requests`."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text) if text.strip() else None
+    except ValueError:
+        data = None
+    parsed = parsing.ParsedPath(path.group, path.version, path.plural, path.namespace, path.name, path.subresource)
+    method = enums.method(raw_request.method)
+    return rendering.Request(
+        id=id,
+        raw_request=raw_request,
+        url=raw_request.url,
+        method=raw_request.method,
+        params=dict(raw_request.query),
+        headers=dict(raw_request.headers),
+        cookies=dict(raw_request.cookies),
+        data=data,
+        body=body,
+        text=text,
+        action=parsing.guess_k8s(parsed, method, dict(raw_request.query)),
+        resource=kmock.resource(path.group, path.version, path.plural),
+        namespace=path.namespace,
+        name=path.name,
+        subresource=path.subresource,
+    )
+
+
+def _json_body(request: rendering.Request, expect: type = dict) -> Any:
+    try:
+        body = json.loads(request.text)
+    except ValueError as error:
+        raise bad_request(f"the request body is not valid JSON: {error}") from None
+    if not isinstance(body, expect):
+        raise bad_request(f"the request body must be a JSON {'object' if expect is dict else 'array'}")
+    return body
+
+
+def _manager(request: rendering.Request, params: dict[str, str]) -> str:
+    """Name the field manager as the API server does: `fieldManager`, else the User-Agent's program."""
+    if params.get("fieldManager"):
+        return params["fieldManager"]
+    user_agent = request.headers.get("User-Agent", "unknown")
+    return user_agent.split("/")[0] or "unknown"
+
+
+def _selector(params: dict[str, str]) -> Any:
+    by_labels = parse_label_selector(params.get("labelSelector"))
+    by_fields = parse_field_selector(params.get("fieldSelector"))
+    return lambda obj: by_labels(obj) and by_fields(obj)
+
+
+def _parse_resource_version(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise bad_request(f"invalid resourceVersion {text!r}: expected an integer") from None
+
+
+def _event_type_for_selector(event: WatchEvent, matches: Any) -> str | None:
+    """Translate an event for a filtered watch: leaving the selection reads as DELETED, entering as ADDED."""
+    now_matches = matches(event.object)
+    if event.type != "MODIFIED":
+        return event.type if now_matches else None
+    matched_before = event.old is not None and matches(event.old)
+    if now_matches:
+        return "MODIFIED" if matched_before else "ADDED"
+    return "DELETED" if matched_before else None
+
+
+async def _write_event(response: aiohttp.web.StreamResponse, event_type: str, obj: dict[str, Any]) -> None:
+    await response.write(json.dumps({"type": event_type, "object": obj}).encode() + b"\n")
+
+
+def _not_found(resource_type: ResourceType, name: str) -> ApiError:
+    return ApiError(
+        404, "NotFound", f'{resource_type.group_resource} "{name}" not found',
+        {"name": name, "group": resource_type.group, "kind": resource_type.plural},
+    )
+
+
+def _invalid(resource_type: ResourceType, name: str, errors: list[FieldError]) -> ApiError:
+    rendered = [error.render() for error in errors]
+    summary = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
+    qualified_kind = f"{resource_type.kind}.{resource_type.group}" if resource_type.group else resource_type.kind
+    return ApiError(
+        422, "Invalid", f'{qualified_kind} "{name}" is invalid: {summary}',
+        {
+            "name": name,
+            "group": resource_type.group,
+            "kind": resource_type.kind,
+            "causes": [{"reason": error.reason, "message": error.message, "field": error.field} for error in errors],
+        },
+    )
+
+
+def _apply_json_patch(current: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
+    try:
+        return jsonpatch.apply_patch(current, operations)
+    except jsonpatch.JsonPatchTestFailed as error:
+        # The API server answers a failed `test` with 422; kopf treats that as "changed meanwhile, retry".
+        raise ApiError(422, "Invalid", f"the JSON patch test operation failed: {error}") from None
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
+        raise ApiError(422, "Invalid", f"the JSON patch cannot be applied: {error}") from None
+
+
+def _tracks_generation(resource_type: ResourceType) -> bool:
+    return resource_type.schema is not None or resource_type.status_subresource
+
+
+def _desired_state(obj: dict[str, Any]) -> dict[str, Any]:
+    """The part of an object whose changes bump `generation`: all but metadata and status."""
+    return {key: value for key, value in obj.items() if key not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _without_resource_version(obj: dict[str, Any]) -> dict[str, Any]:
+    copied = copy.deepcopy(obj)
+    copied["metadata"].pop("resourceVersion", None)
+    for entry in copied["metadata"].get("managedFields") or []:
+        entry.pop("time", None)
+    return copied
+
+
+def _scope_to_subresource(
+    resource_type: ResourceType, current: dict[str, Any], candidate: dict[str, Any], subresource: str | None
+) -> dict[str, Any]:
+    """Keep only what the endpoint may change: status via /status, the rest via the main resource."""
+    if subresource == "status":
+        new = copy.deepcopy(current)
+        if "status" in candidate:
+            new["status"] = copy.deepcopy(candidate["status"])
+        else:
+            new.pop("status", None)
+        return new
+    new = copy.deepcopy(candidate)
+    new.setdefault("metadata", {})
+    if resource_type.status_subresource:
+        if "status" in current:
+            new["status"] = copy.deepcopy(current["status"])
+        else:
+            new.pop("status", None)
+    return new
+
+
+_SYSTEM_METADATA = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
+
+
+def _keep_system_metadata(new: dict[str, Any], current: dict[str, Any]) -> None:
+    metadata = new.setdefault("metadata", {})
+    for field in _SYSTEM_METADATA:
+        if field in current["metadata"]:
+            metadata[field] = current["metadata"][field]
+        else:
+            metadata.pop(field, None)
+    metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
+    metadata["managedFields"] = copy.deepcopy(current["metadata"].get("managedFields") or [])
+
+
+# Field managers.
+
+
+def _ownership(obj: dict[str, Any]) -> dict[tuple[str, str, str | None], set[FieldPath]]:
+    owners: dict[tuple[str, str, str | None], set[FieldPath]] = {}
+    for entry in obj["metadata"].get("managedFields") or []:
+        key = (entry.get("manager", ""), entry.get("operation", "Update"), entry.get("subresource"))
+        owners[key] = paths_from_fields_v1(entry.get("fieldsV1") or {})
+    return owners
+
+
+def _write_ownership(obj: dict[str, Any], owners: dict[tuple[str, str, str | None], set[FieldPath]], api_version: str) -> None:
+    present = leaf_paths(obj)
+    entries = []
+    for (manager, operation, subresource), paths in owners.items():
+        paths = {path for path in paths if path in present}
+        if not paths:
+            continue
+        entry = {
+            "manager": manager,
+            "operation": operation,
+            "apiVersion": api_version,
+            "time": now_rfc3339(),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": fields_v1(paths),
+        }
+        if subresource:
+            entry["subresource"] = subresource
+        entries.append(entry)
+    obj["metadata"]["managedFields"] = entries
+
+
+def _record_update(
+    new: dict[str, Any], current: dict[str, Any] | None, manager: str, operation: str, subresource: str | None
+) -> None:
+    """Give `manager` the fields this write changed, taking them from their previous owners."""
+    owners = _ownership(new) if current is not None else {}
+    changed = {
+        path for path in leaf_paths(new)
+        if current is None or value_at(current, path) != value_at(new, path)
+    }
+    for key in owners:
+        owners[key] -= changed
+    owners.setdefault((manager, operation, subresource), set()).update(changed)
+    _write_ownership(new, owners, new["apiVersion"])
+
+
+def _record_apply(new: dict[str, Any], applied: set[FieldPath], manager: str, subresource: str | None) -> None:
+    owners = _ownership(new)
+    owners[(manager, "Apply", subresource)] = set(applied)
+    _write_ownership(new, owners, new["apiVersion"])
+
+
+def _applied_paths(config: dict[str, Any], subresource: str | None) -> set[FieldPath]:
+    paths = leaf_paths(config)
+    if subresource == "status":
+        return {path for path in paths if path[0] == "status"}
+    return paths
+
+
+def _merge_apply(
+    current: dict[str, Any],
+    config: dict[str, Any],
+    manager: str,
+    subresource: str | None,
+    *,
+    force: bool,
+    resource_type: ResourceType,
+) -> dict[str, Any]:
+    """Compute the object after an apply; raise 409 when another manager owns a changed field.
+
+    NOTE: every list is one atomic field here; the API server merges lists
+    marked `x-kubernetes-list-type: map` or `set` item by item.
+    """
+    owners = _ownership(current)
+    applied = _applied_paths(config, subresource)
+    conflicts: dict[FieldPath, list[str]] = {}
+    for path in sorted(applied):
+        exists, current_value = value_at(current, path)
+        if not exists or current_value == value_at(config, path)[1]:
+            continue
+        for (other, _operation, _subresource), paths in owners.items():
+            if other != manager and path in paths:
+                conflicts.setdefault(path, []).append(other)
+
+    if conflicts and not force:
+        causes = [
+            {"type": "FieldManagerConflict", "message": f'conflict with "{other}"', "field": "." + ".".join(path)}
+            for path, others in conflicts.items()
+            for other in others
+        ]
+        listing = "; ".join(f"{cause['message']}: {cause['field']}" for cause in causes)
+        raise ApiError(
+            409, "Conflict", f"Apply failed with {len(causes)} conflict{'s' if len(causes) > 1 else ''}: {listing}",
+            {"name": current["metadata"]["name"], "group": resource_type.group, "kind": resource_type.plural, "causes": causes},
+        )
+
+    result = copy.deepcopy(current)
+    previously_applied = owners.get((manager, "Apply", subresource), set())
+    owned_by_others = set().union(*(paths for key, paths in owners.items() if key[0] != manager)) if owners else set()
+    for path in previously_applied - applied - owned_by_others:
+        remove_path(result, path)
+    for path in applied:
+        _set_path(result, path, value_at(config, path)[1])
+
+    # Forced fields move to the applier; fields applied with an equal value stay shared.
+    for path in conflicts:
+        for key in owners:
+            owners[key].discard(path)
+    result["metadata"]["managedFields"] = copy.deepcopy(current["metadata"].get("managedFields") or [])
+    _write_ownership(result, owners, resource_type.api_version)
+    return result
+
+
+def _set_path(obj: dict[str, Any], path: FieldPath, value: Any) -> None:
+    for part in path[:-1]:
+        child = obj.get(part)
+        if not isinstance(child, dict):
+            child = obj[part] = {}
+        obj = child
+    obj[path[-1]] = copy.deepcopy(value)
