@@ -1,0 +1,225 @@
+"""The shared reconcile steps against a real PostgreSQL, with an in-memory driver."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from livery.drivers.base import SECRET_DATABASE_URL
+from livery.reconcile import SECRET_DATABASE_PASSWORD, ReconcileSettings, reconcile_tenant
+from livery.database import DatabaseProvisioner
+
+from operator_support import PLAN_OF_ISOLATION, Crash, MemoryDriver, unique_name
+
+SETTINGS = ReconcileSettings(base_domain="saas.test", url_scheme="https")
+
+
+async def run(tenant, plan, driver, provisioner, claimed=None):
+    result = await reconcile_tenant(
+        tenant, plan, driver=driver, provisioner=provisioner, settings=SETTINGS, claimed_hosts=claimed
+    )
+    tenant.status = result.status
+    return result
+
+
+def role_count(postgres_url: str, role: str) -> int:
+    with psycopg.connect(postgres_url) as connection:
+        return connection.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)).fetchone()[0]
+
+
+@pytest.mark.parametrize("isolation", ["database", "schema", "shared"])
+async def test_reconcile_reports_ready(isolation, make_tenant, plans, provisioner):
+    plan = plans[PLAN_OF_ISOLATION[isolation]]
+    tenant = make_tenant(unique_name("ready"), plan.name)
+    driver = MemoryDriver()
+
+    result = await run(tenant, plan, driver, provisioner)
+
+    status = result.status
+    assert status.phase == "Ready"
+    assert [(c.type, c.status) for c in status.conditions] == [
+        ("Ready", "True"), ("DatabaseReady", "True"), ("AppReady", "True"), ("RoutingReady", "True")
+    ]
+    assert status.isolation == isolation
+    assert status.database.role == "tenant_" + tenant.name.replace("-", "_")
+    assert status.url == f"https://{tenant.name}.saas.test/"
+    assert status.limits.replicas == plan.spec.limits.replicas
+    assert status.observed_generation == 1
+    assert result.retry_after is None
+
+
+async def test_credentials_are_generated_once(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("creds"), "pro")
+    driver = MemoryDriver()
+    await run(tenant, plans["pro"], driver, provisioner)
+    first = dict(driver.secrets[tenant.name])
+
+    await run(tenant, plans["pro"], driver, provisioner)
+
+    assert driver.secrets[tenant.name] == first
+    assert first[SECRET_DATABASE_URL].startswith("postgresql")
+
+
+async def test_database_url_reaches_only_the_secret(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("leak"), "pro")
+    driver = MemoryDriver()
+
+    result = await run(tenant, plans["pro"], driver, provisioner)
+
+    password = driver.secrets[tenant.name][SECRET_DATABASE_PASSWORD]
+    assert password not in result.status.model_dump_json()
+    assert password not in repr(driver.configs[tenant.name])
+    assert password not in repr(driver.apps[tenant.name].environment)
+    assert all(password not in event[3] for event in driver.events)
+
+
+async def test_missing_plan_fails_then_recovers(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("noplan"), "pro")
+    driver = MemoryDriver()
+
+    missing = await run(tenant, None, driver, provisioner)
+    assert missing.status.phase == "Failed"
+    assert missing.status.condition("Ready").reason == "PlanNotFound"
+    assert missing.retry_after is not None
+    assert tenant.name not in driver.secrets
+
+    recovered = await run(tenant, plans["pro"], driver, provisioner)
+    assert recovered.status.phase == "Ready"
+
+
+async def test_plan_change_updates_limits(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("plan"), "pro")
+    driver = MemoryDriver()
+    await run(tenant, plans["pro"], driver, provisioner)
+    bigger = plans["pro"].model_copy(deep=True)
+    bigger.spec.limits.replicas = 4
+
+    result = await run(tenant, bigger, driver, provisioner)
+
+    assert result.status.limits.replicas == 4
+    assert driver.apps[tenant.name].replicas == 4
+    assert driver.configs[tenant.name]["limits"]["replicas"] == 4
+
+
+async def test_suspend_scales_app_to_zero(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("susp"), "pro")
+    driver = MemoryDriver()
+    await run(tenant, plans["pro"], driver, provisioner)
+    tenant.spec.suspended = True
+
+    result = await run(tenant, plans["pro"], driver, provisioner)
+
+    assert result.status.phase == "Suspended"
+    assert driver.apps[tenant.name].replicas == 0
+    assert driver.routes[tenant.name].suspended is True
+    assert result.status.condition("AppReady").reason == "Suspended"
+
+
+async def test_resume_restores_replicas(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("resume"), "pro", suspended=True)
+    driver = MemoryDriver()
+    await run(tenant, plans["pro"], driver, provisioner)
+    tenant.spec.suspended = False
+
+    result = await run(tenant, plans["pro"], driver, provisioner)
+
+    assert result.status.phase == "Ready"
+    assert driver.apps[tenant.name].replicas == plans["pro"].spec.limits.replicas
+
+
+async def test_unavailable_replicas_keep_tenant_provisioning(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("wait"), "pro")
+
+    result = await run(tenant, plans["pro"], MemoryDriver(available=False), provisioner)
+
+    assert result.status.phase == "Provisioning"
+    assert result.status.condition("AppReady").reason == "ReplicasUnavailable"
+    assert result.recheck_after is not None
+    assert result.retry_after is None
+
+
+async def test_transition_time_kept_while_status_holds(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("time"), "pro")
+    driver = MemoryDriver()
+    first = await run(tenant, plans["pro"], driver, provisioner)
+    stamp = first.status.condition("Ready").last_transition_time
+    events = len(driver.events)
+
+    second = await run(tenant, plans["pro"], driver, provisioner)
+
+    assert second.status.condition("Ready").last_transition_time == stamp
+    assert len(driver.events) == events
+
+
+async def test_isolation_change_is_rejected(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("iso"), "pro", isolation="schema")
+    driver = MemoryDriver()
+    await run(tenant, plans["pro"], driver, provisioner)
+    tenant.spec.isolation = "database"
+
+    result = await run(tenant, plans["pro"], driver, provisioner)
+
+    condition = result.status.condition("DatabaseReady")
+    assert result.status.phase == "Failed"
+    assert condition.reason == "IsolationChangeRejected"
+    assert "'schema'" in condition.message
+    assert result.status.isolation == "schema"
+    assert driver.apps[tenant.name].environment["LIVERY_ISOLATION"] == "schema"
+
+
+async def test_later_claimant_reports_host_conflict(make_tenant, plans, provisioner):
+    first = make_tenant(unique_name("host"), "pro", domains=["shop.shared.test"])
+    second = make_tenant(unique_name("host"), "pro", domains=["shop.shared.test", "own.shared.test"])
+    claimed = {"shop.shared.test": first.name}
+    driver = MemoryDriver()
+
+    result = await run(second, plans["pro"], driver, provisioner, claimed)
+
+    routing = result.status.condition("RoutingReady")
+    assert routing.status == "False"
+    assert routing.reason == "HostConflict"
+    assert "shop.shared.test" not in driver.routes[second.name].hosts
+    assert "own.shared.test" in driver.routes[second.name].hosts
+    assert first.name not in routing.message
+
+
+async def test_unreachable_database_is_temporary_and_redacted(make_tenant, plans):
+    tenant = make_tenant(unique_name("down"), "pro")
+    unreachable = DatabaseProvisioner("postgresql://admin:topsecretpw@127.0.0.1:1/postgres", connect_timeout=1)
+
+    result = await run(tenant, plans["pro"], MemoryDriver(), unreachable)
+
+    condition = result.status.condition("DatabaseReady")
+    assert condition.status == "False"
+    assert condition.reason == "DatabaseUnreachable"
+    assert "topsecretpw" not in condition.message
+    assert result.retry_after is not None
+
+
+@pytest.mark.parametrize("isolation", ["database", "schema", "shared"])
+async def test_crash_after_any_call_converges(isolation, make_tenant, plans, provisioner, postgres_url):
+    plan = plans[PLAN_OF_ISOLATION[isolation]]
+    tenant = make_tenant(unique_name("crash"), plan.name)
+    driver = MemoryDriver()
+    passwords = set()
+    crashes = 0
+
+    # Crash before the first driver call, then before the second, and so on,
+    # until a reconcile gets through; each crash leaves what the calls before it did.
+    while True:
+        driver.crash_after = crashes
+        driver.calls = 0
+        try:
+            result = await run(tenant, plan, driver, provisioner)
+        except Crash:
+            crashes += 1
+            if tenant.name in driver.secrets:
+                passwords.add(driver.secrets[tenant.name][SECRET_DATABASE_PASSWORD])
+            continue
+        break
+
+    assert crashes >= 4
+    assert result.status.phase == "Ready"
+    assert len(passwords) == 1
+    assert driver.secrets[tenant.name][SECRET_DATABASE_PASSWORD] in passwords
+    assert role_count(postgres_url, "tenant_" + tenant.name.replace("-", "_")) == 1
