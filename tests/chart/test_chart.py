@@ -1,0 +1,626 @@
+"""The Helm chart renders, lints and validates, and keeps its security and secret rules.
+
+Every test works on the chart rendered by Helm's Go library (see conftest.py)
+with the default values and with values-full.yaml, which sets every value.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from livery.crds import all_crds, render_crd
+from livery.manifests import validate_data
+from livery_operator.kube import KINDS as OPERATOR_KINDS
+
+from chart_rendering import CHART_DIR, RELEASE_NAMESPACE, REPO_ROOT, Rendering, render
+
+# The chart's `kubeVersion` starts at 1.28, the first release whose API server
+# accepts `reason` and `fieldPath` on CRD validation rules. The newest is the
+# newest release that kubernetes-validate ships schemas for.
+OLDEST_KUBERNETES = "1.28.0"
+NEWEST_KUBERNETES = kubernetes_validate.utils.latest_version()
+
+LIVERY_CRD_FILES = ("tenants.livery.dev.yaml", "plans.livery.dev.yaml")
+
+# Environment variables that carry credentials: each must come from a Secret key.
+CREDENTIAL_VARIABLES = {
+    "LIVERY_DATABASE_URL",
+    "LIVERY_TENANT_DATABASE_URL",
+    "LIVERY_ADMIN_TOKEN",
+    "LIVERY_JWT_SECRET",
+    "LIVERY_STRIPE_API_KEY",
+    "LIVERY_STRIPE_WEBHOOK_SECRET",
+    "LIVERY_REDIS_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+}
+
+# Patterns of credentials: a URL with a password, Stripe keys, AWS access key
+# ids and PEM private keys.
+CREDENTIAL_PATTERNS = [
+    re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@\"']+:[^/\s@\"']+@"),
+    re.compile(r"\b(sk|rk)_(live|test)_[0-9A-Za-z]{8,}"),
+    re.compile(r"\bwhsec_[0-9A-Za-z]{8,}"),
+    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+]
+
+
+def _load_crd_verdict() -> Any:
+    """Import tests/foundation/crd_verdict.py, which judges Tenant and Plan objects as the API server does."""
+    path = REPO_ROOT / "tests" / "foundation" / "crd_verdict.py"
+    spec = importlib.util.spec_from_file_location("livery_tests_crd_verdict", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+crd_verdict = _load_crd_verdict()
+
+
+def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    pod = deployment["spec"]["template"]["spec"]
+    return pod.get("initContainers", []) + pod["containers"]
+
+
+def environment(deployment: dict[str, Any], container: str) -> dict[str, dict[str, Any]]:
+    """Return the container's environment variables keyed by name."""
+    (found,) = [item for item in containers(deployment) if item["name"] == container]
+    return {variable["name"]: variable for variable in found.get("env", [])}
+
+
+# Values that the templates pass on whole as Kubernetes objects (or merge into
+# a plan), so their inner keys are not chart values of their own.
+WHOLE_OBJECT_VALUES = {
+    "podSecurityContext",
+    "securityContext",
+    "resources",
+    "livenessProbe",
+    "readinessProbe",
+    "affinity",
+    "annotations",
+    "podAnnotations",
+    "nodeSelector",
+    "overrides",
+}
+
+
+def value_paths(values: Any, prefix: str = "") -> Iterator[str]:
+    """Yield the dotted path of every chart value. A list, an empty map or a whole object counts as one value."""
+    name = prefix.rstrip(".").rsplit(".", 1)[-1]
+    if isinstance(values, dict) and values and name not in WHOLE_OBJECT_VALUES:
+        for key, child in values.items():
+            yield from value_paths(child, f"{prefix}{key}.")
+    else:
+        yield prefix.rstrip(".")
+
+
+# Rendering and linting.
+
+
+def test_default_render_contains_every_component(default_rendering: Rendering) -> None:
+    kinds = sorted({(obj["kind"], obj["metadata"]["name"]) for obj in default_rendering.objects})
+
+    assert kinds == [
+        ("ClusterRole", "livery-control-api"),
+        ("ClusterRole", "livery-operator"),
+        ("ClusterRoleBinding", "livery-control-api"),
+        ("ClusterRoleBinding", "livery-operator"),
+        ("Deployment", "livery-control-api"),
+        ("Deployment", "livery-operator"),
+        ("Ingress", "livery-control-api"),
+        ("Plan", "enterprise"),
+        ("Plan", "free"),
+        ("Plan", "pro"),
+        ("PodDisruptionBudget", "livery-control-api"),
+        ("Service", "livery-control-api"),
+        ("ServiceAccount", "livery-control-api"),
+        ("ServiceAccount", "livery-operator"),
+    ]
+
+
+def test_namespaced_objects_go_to_release_namespace(rendering: Rendering) -> None:
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "Plan", "Tenant", "CustomResourceDefinition"}
+    for obj in rendering.objects:
+        if obj["kind"] in cluster_scoped:
+            assert "namespace" not in obj["metadata"], f"{obj['kind']} {obj['metadata']['name']}"
+        else:
+            assert obj["metadata"].get("namespace") == RELEASE_NAMESPACE, f"{obj['kind']} {obj['metadata']['name']}"
+
+
+@pytest.mark.parametrize("kube_version", [OLDEST_KUBERNETES, NEWEST_KUBERNETES])
+@pytest.mark.parametrize("values_name", ["default", "full"])
+def test_chart_lints_clean(kube_version: str, values_name: str, full_values: dict[str, Any]) -> None:
+    values = full_values if values_name == "full" else None
+
+    report = helm.lint(CHART_DIR, values, strict=True, namespace=RELEASE_NAMESPACE, kube_version=f"v{kube_version}")
+
+    assert report["errors"] == []
+    # Severity 1 is informational, such as "icon is recommended". Warnings are 2 and errors 3.
+    findings = [message for message in report["messages"] if message["severity"] >= 2]
+    assert findings == []
+
+
+# Validation against the Kubernetes API schemas.
+
+
+@pytest.mark.parametrize("kube_version", [OLDEST_KUBERNETES, NEWEST_KUBERNETES])
+def test_rendered_objects_match_kubernetes_schemas(rendering: Rendering, kube_version: str) -> None:
+    checked = 0
+    for obj in rendering.objects:
+        if obj["apiVersion"].startswith("livery.dev/"):
+            continue
+        kubernetes_validate.validate(obj, kube_version, strict=True)
+        checked += 1
+
+    assert checked == len(rendering.objects) - len(rendering.of_kind("Plan"))
+
+
+@pytest.mark.parametrize("kube_version", [OLDEST_KUBERNETES, NEWEST_KUBERNETES])
+def test_chart_crds_match_kubernetes_schema(chart: helm.Chart, kube_version: str) -> None:
+    for crd in chart.crds:
+        kubernetes_validate.validate(yaml.safe_load(crd["data"]), kube_version, strict=True)
+
+
+def test_rendered_plans_pass_crd_validation(rendering: Rendering) -> None:
+    plans = rendering.of_kind("Plan")
+
+    assert plans
+    for plan in plans:
+        assert crd_verdict.crd_errors(plan) == [], plan["metadata"]["name"]
+        assert validate_data(plan)[1] == [], plan["metadata"]["name"]
+
+
+# CRDs and plans are copies of the generated and built-in ones.
+
+
+def test_chart_crds_equal_generated_crds(chart: helm.Chart) -> None:
+    chart_files = {Path(crd["filename"]).name: crd["data"] for crd in chart.crds}
+
+    assert sorted(chart_files) == sorted(LIVERY_CRD_FILES)
+    for file_name, crd in all_crds().items():
+        assert chart_files[file_name] == render_crd(crd), f"charts/livery/crds/{file_name} is stale; copy crds/{file_name}"
+        assert chart_files[file_name] == (REPO_ROOT / "crds" / file_name).read_text(encoding="utf-8")
+
+
+def test_default_plans_equal_builtin_plans(default_rendering: Rendering) -> None:
+    builtin = {}
+    for path in sorted((REPO_ROOT / "livery" / "plans").glob("*.yaml")):
+        plan = yaml.safe_load(path.read_text(encoding="utf-8"))
+        builtin[plan["metadata"]["name"]] = plan
+    rendered = {plan["metadata"]["name"]: plan for plan in default_rendering.of_kind("Plan")}
+
+    assert sorted(rendered) == sorted(builtin) == ["enterprise", "free", "pro"]
+    for name, plan in builtin.items():
+        assert rendered[name]["apiVersion"] == plan["apiVersion"]
+        assert rendered[name]["spec"] == plan["spec"], name
+
+
+def test_chart_plan_files_equal_builtin_plan_files() -> None:
+    chart_files = {path.name: path.read_bytes() for path in (CHART_DIR / "plans").glob("*.yaml")}
+    builtin_files = {path.name: path.read_bytes() for path in (REPO_ROOT / "livery" / "plans").glob("*.yaml")}
+
+    assert chart_files == builtin_files
+
+
+def test_plan_overrides_merge_into_spec(full_rendering: Rendering, default_rendering: Rendering) -> None:
+    pro = full_rendering.one("Plan", "pro")
+    default_pro = default_rendering.one("Plan", "pro")
+    enterprise = full_rendering.one("Plan", "enterprise")
+
+    assert pro["spec"]["billing"]["stripePriceId"] == "price_AcmeProMonthly"
+    assert pro["spec"]["billing"]["monthlyPriceCents"] == default_pro["spec"]["billing"]["monthlyPriceCents"]
+    assert pro["spec"]["limits"] == default_pro["spec"]["limits"]
+    assert enterprise["spec"]["limits"]["users"] == 1000
+
+
+def test_plans_kept_on_uninstall_by_default(default_rendering: Rendering, full_rendering: Rendering) -> None:
+    for plan in default_rendering.of_kind("Plan"):
+        assert plan["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for plan in full_rendering.of_kind("Plan"):
+        assert "helm.sh/resource-policy" not in plan["metadata"].get("annotations", {})
+
+
+def test_plans_left_out_when_disabled(chart: helm.Chart) -> None:
+    rendering = render(chart, {"plans": {"create": False}})
+
+    assert rendering.of_kind("Plan") == []
+
+
+# RBAC.
+
+
+def test_cluster_roles_have_no_wildcards(rendering: Rendering) -> None:
+    roles = rendering.of_kind("ClusterRole")
+
+    assert len(roles) == 2
+    for role in roles:
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                assert "*" not in rule.get(field, []), f"{role['metadata']['name']}: {field} {rule}"
+            assert not any(resource.endswith("/*") for resource in rule["resources"])
+            assert "nonResourceURLs" not in rule
+
+
+def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """Return the verbs a ClusterRole grants, keyed by (API group, resource)."""
+    result: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                result.setdefault((group, resource), set()).update(rule["verbs"])
+    return result
+
+
+OBJECT_VERBS = {"create", "get", "list", "watch", "patch", "delete"}
+
+
+def test_operator_role_grants_only_used_verbs(default_rendering: Rendering) -> None:
+    role = default_rendering.one("ClusterRole", "-operator")
+
+    assert grants(role) == {
+        ("livery.dev", "tenants"): {"get", "list", "watch", "patch"},
+        ("livery.dev", "plans"): {"get", "list", "watch", "patch"},
+        ("livery.dev", "tenants/status"): {"get", "patch"},
+        ("livery.dev", "plans/status"): {"get", "patch"},
+        ("", "namespaces"): OBJECT_VERBS,
+        ("", "secrets"): OBJECT_VERBS,
+        ("", "configmaps"): OBJECT_VERBS,
+        ("", "services"): OBJECT_VERBS,
+        ("", "resourcequotas"): OBJECT_VERBS,
+        ("", "limitranges"): OBJECT_VERBS,
+        ("apps", "deployments"): OBJECT_VERBS,
+        ("networking.k8s.io", "ingresses"): OBJECT_VERBS,
+        ("networking.k8s.io", "networkpolicies"): OBJECT_VERBS,
+        ("", "events"): {"create", "patch"},
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    }
+
+
+def test_operator_role_covers_every_kind_the_operator_writes(default_rendering: Rendering) -> None:
+    granted = grants(default_rendering.one("ClusterRole", "-operator"))
+
+    for kind, info in OPERATOR_KINDS.items():
+        group = info.prefix.removeprefix("/apis/").rsplit("/", 1)[0] if info.prefix.startswith("/apis/") else ""
+        assert (group, info.plural) in granted, f"the operator's kube client handles {kind}, the ClusterRole does not"
+
+
+def test_control_api_role_reads_only_tenant_app_secrets(default_rendering: Rendering) -> None:
+    role = default_rendering.one("ClusterRole", "-control-api")
+    (secret_rule,) = [rule for rule in role["rules"] if "secrets" in rule["resources"]]
+
+    assert secret_rule["resourceNames"] == ["tenant-app"]
+    assert secret_rule["verbs"] == ["get"]
+
+
+def test_control_api_role_cannot_touch_workloads(default_rendering: Rendering) -> None:
+    granted = grants(default_rendering.one("ClusterRole", "-control-api"))
+
+    assert set(granted) == {
+        ("livery.dev", "tenants"),
+        ("livery.dev", "plans"),
+        ("", "secrets"),
+        ("", "events"),
+    }
+    assert "watch" not in granted[("livery.dev", "tenants")]
+
+
+def test_role_bindings_name_release_service_accounts(rendering: Rendering) -> None:
+    accounts = {account["metadata"]["name"] for account in rendering.of_kind("ServiceAccount")}
+    roles = {role["metadata"]["name"] for role in rendering.of_kind("ClusterRole")}
+
+    for binding in rendering.of_kind("ClusterRoleBinding"):
+        assert binding["roleRef"]["name"] in roles
+        (subject,) = binding["subjects"]
+        assert subject["name"] in accounts
+        assert subject["namespace"] == RELEASE_NAMESPACE
+    for deployment in rendering.of_kind("Deployment"):
+        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] in accounts
+
+
+# Pod security.
+
+
+def test_deployments_run_restricted(rendering: Rendering) -> None:
+    deployments = rendering.of_kind("Deployment")
+
+    assert len(deployments) == 2
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["securityContext"]["runAsUser"] != 0, name
+        for container in containers(deployment):
+            context = container["securityContext"]
+            where = f"{name}/{container['name']}"
+            assert context["runAsNonRoot"] is True, where
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"]["drop"] == ["ALL"], where
+            assert "add" not in context["capabilities"], where
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}, where
+            assert context.get("privileged", False) is False, where
+
+
+def test_deployments_have_probes_and_resources(rendering: Rendering) -> None:
+    for deployment in rendering.of_kind("Deployment"):
+        for container in containers(deployment):
+            where = f"{deployment['metadata']['name']}/{container['name']}"
+            assert "livenessProbe" in container, where
+            assert container["resources"]["requests"]["memory"], where
+            assert container["resources"]["limits"]["memory"], where
+    control_api = rendering.one("Deployment", "-control-api")
+    assert control_api["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_probes_name_declared_ports(rendering: Rendering) -> None:
+    for deployment in rendering.of_kind("Deployment"):
+        for container in containers(deployment):
+            ports = {port["name"] for port in container.get("ports", [])}
+            for probe_name in ("livenessProbe", "readinessProbe", "startupProbe"):
+                probe = container.get(probe_name)
+                if probe and "httpGet" in probe:
+                    assert probe["httpGet"]["port"] in ports, f"{deployment['metadata']['name']} {probe_name}"
+
+
+def test_writable_tmp_is_mounted(rendering: Rendering) -> None:
+    for deployment in rendering.of_kind("Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        for container in containers(deployment):
+            mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+def test_operator_never_runs_two_pods(rendering: Rendering) -> None:
+    operator = rendering.one("Deployment", "-operator")
+
+    assert operator["spec"]["replicas"] <= 1
+    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_pod_disruption_budget_selects_control_api_pods(rendering: Rendering) -> None:
+    budget = rendering.one("PodDisruptionBudget", "-control-api")
+    control_api = rendering.one("Deployment", "-control-api")
+
+    assert budget["spec"]["selector"] == control_api["spec"]["selector"]
+    assert budget["spec"]["maxUnavailable"] == rendering.values.get("controlApi", {}).get("podDisruptionBudget", {}).get(
+        "maxUnavailable", 1
+    )
+
+
+# Secrets.
+
+
+def test_credentials_come_from_secret_key_refs(rendering: Rendering) -> None:
+    seen = set()
+    for deployment in rendering.of_kind("Deployment"):
+        for container in containers(deployment):
+            for name, variable in environment(deployment, container["name"]).items():
+                if name in CREDENTIAL_VARIABLES:
+                    seen.add(name)
+                    assert "value" not in variable, f"{name} in {deployment['metadata']['name']} has a literal value"
+                    assert variable["valueFrom"]["secretKeyRef"]["key"], name
+
+    assert seen == CREDENTIAL_VARIABLES
+
+
+def test_required_credentials_are_not_optional(default_rendering: Rendering) -> None:
+    operator = environment(default_rendering.one("Deployment", "-operator"), "operator")
+    control_api = environment(default_rendering.one("Deployment", "-control-api"), "control-api")
+
+    assert operator["LIVERY_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["optional"] is False
+    assert control_api["LIVERY_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["optional"] is False
+    assert control_api["LIVERY_JWT_SECRET"]["valueFrom"]["secretKeyRef"]["optional"] is False
+    assert control_api["LIVERY_STRIPE_API_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
+
+
+def test_secret_references_follow_values(full_rendering: Rendering) -> None:
+    control_api = environment(full_rendering.one("Deployment", "-control-api"), "control-api")
+    operator = environment(full_rendering.one("Deployment", "-operator"), "operator")
+
+    assert control_api["LIVERY_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "control-database",
+        "key": "url",
+        "optional": False,
+    }
+    assert control_api["LIVERY_STRIPE_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "stripe"
+    assert operator["LIVERY_TENANT_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "tenant-database"
+
+
+def test_chart_renders_no_secret_objects(rendering: Rendering) -> None:
+    assert rendering.of_kind("Secret") == []
+
+
+def test_rendered_text_contains_no_credentials(rendering: Rendering) -> None:
+    for path, text in rendering.texts.items():
+        for pattern in CREDENTIAL_PATTERNS:
+            assert not pattern.search(text), f"{path} matches {pattern.pattern}"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"secrets": {"databaseUrl": "postgresql://livery:hunter2@db:5432/livery"}},
+        {"secrets": {"databaseUrl": {"key": "url", "value": "postgresql://livery:hunter2@db:5432/livery"}}},
+        {"databaseUrl": "postgresql://livery:hunter2@db:5432/livery"},
+        {"controlApi": {"password": "hunter2"}},
+    ],
+    ids=["url-instead-of-ref", "value-in-ref", "top-level-url", "unknown-key"],
+)
+def test_schema_rejects_secret_values(chart: helm.Chart, values: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmValuesError):
+        chart.render(values, name="livery", namespace=RELEASE_NAMESPACE)
+
+
+# Values and their schema.
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"baseDomain": "Not A Domain"}, "/baseDomain"),
+        ({"baseDomain": ""}, "/baseDomain"),
+        ({"operator": {"replicas": 2}}, "/operator/replicas"),
+        ({"controlApi": {"replicas": -1}}, "/controlApi/replicas"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+        ({"ingress": {"scheme": "ftp"}}, "/ingress/scheme"),
+        ({"ingress": {"className": ""}}, "/ingress/className"),
+        ({"operator": {"resyncSeconds": 120}}, "/operator/resyncSeconds"),
+        ({"controlApi": {"podDisruptionBudget": {"maxUnavailable": "half"}}}, "/controlApi/podDisruptionBudget/maxUnavailable"),
+        ({"plans": {"overrides": {"gold": {"displayName": "Gold"}}}}, "gold"),
+        ({"storage": {"s3": {"endpointUrl": "minio:9000"}}}, "/storage/s3/endpointUrl"),
+        ({"logLevel": "TRACE"}, "/logLevel"),
+    ],
+)
+def test_schema_rejects_invalid_value(chart: helm.Chart, values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmValuesError) as caught:
+        chart.validate_schema(values)
+
+    assert message in str(caught.value)
+
+
+def test_schema_accepts_full_values(chart: helm.Chart, full_values: dict[str, Any]) -> None:
+    chart.validate_schema(full_values)
+
+
+def test_full_values_set_every_default_key(chart: helm.Chart, full_values: dict[str, Any]) -> None:
+    defaults = set(value_paths(chart.values))
+    full = set(value_paths(full_values))
+
+    assert defaults - full == set()
+
+
+def test_readme_lists_every_value(chart: helm.Chart) -> None:
+    readme = (CHART_DIR / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([^`]+)` \|", readme, flags=re.MULTILINE))
+
+    assert set(value_paths(chart.values)) - listed == set()
+    assert listed - set(value_paths(chart.values)) == set()
+
+
+def test_values_file_comments_every_key(chart: helm.Chart) -> None:
+    lines = (CHART_DIR / "values.yaml").read_text(encoding="utf-8").splitlines()
+    values = set(value_paths(chart.values))
+    sections = {".".join(path.split(".")[:depth]) for path in values for depth in range(1, path.count(".") + 1)}
+    stack: list[tuple[int, str]] = []
+
+    commented = set()
+    for number, line in enumerate(lines):
+        key = re.match(r"^(\s*)([A-Za-z][A-Za-z0-9]*):", line)
+        if not key:
+            continue
+        indent = len(key.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = ".".join([name for _, name in stack] + [key.group(2)])
+        stack.append((indent, key.group(2)))
+        if path in values or path in sections:
+            previous = lines[number - 1].strip() if number else ""
+            assert previous.startswith("#"), f"values.yaml line {number + 1}: {path} has no comment above it"
+            commented.add(path)
+
+    assert values - commented == set()
+
+
+# What the values change.
+
+
+def test_full_values_reach_operator_environment(full_rendering: Rendering) -> None:
+    variables = environment(full_rendering.one("Deployment", "-operator"), "operator")
+
+    def value(name: str) -> str:
+        return variables[name]["value"]
+
+    assert value("LIVERY_BASE_DOMAIN") == "apps.example.com"
+    assert value("LIVERY_APP_IMAGE") == "registry.example.com/acme/tenant-app:4.5.6"
+    assert value("LIVERY_INGRESS_CLASS") == "haproxy"
+    assert value("LIVERY_INGRESS_NAMESPACE") == "haproxy-controller"
+    assert value("LIVERY_CERT_ISSUER") == "letsencrypt-production"
+    assert value("LIVERY_URL_SCHEME") == "https"
+    assert value("LIVERY_URL_PORT") == "8443"
+    assert value("LIVERY_METRICS_PORT") == "9400"
+    assert value("LIVERY_RESYNC_SECONDS") == "15"
+    assert value("LIVERY_S3_BUCKET") == "acme-livery-files"
+    assert value("LIVERY_CONTROL_API_URL") == f"http://acme-saas-control-api.{RELEASE_NAMESPACE}.svc:8443"
+    assert value("LIVERY_CONTROL_API_NAMESPACE") == RELEASE_NAMESPACE
+    assert value("LIVERY_EXTRA_OPERATOR_SETTING") == "on"
+
+
+def test_full_values_reach_control_api_environment(full_rendering: Rendering) -> None:
+    variables = environment(full_rendering.one("Deployment", "-control-api"), "control-api")
+
+    assert variables["LIVERY_PUBLIC_URL"]["value"] == "https://signup.apps.example.com:8443"
+    assert variables["LIVERY_SECURE_COOKIES"]["value"] == "true"
+    assert variables["LIVERY_ENVIRONMENT"]["value"] == "production"
+    assert variables["LIVERY_EXTRA_CONTROL_API_SETTING"]["value"] == "on"
+
+
+def test_tenant_app_image_defaults_to_livery_image(default_rendering: Rendering, chart: helm.Chart) -> None:
+    variables = environment(default_rendering.one("Deployment", "-operator"), "operator")
+    (container,) = default_rendering.one("Deployment", "-operator")["spec"]["template"]["spec"]["containers"]
+
+    assert variables["LIVERY_APP_IMAGE"]["value"] == container["image"] == f"livery:{chart.metadata['appVersion']}"
+
+
+def test_ingress_carries_tls_and_issuer(full_rendering: Rendering) -> None:
+    ingress = full_rendering.one("Ingress", "-control-api")
+
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-production"
+    assert ingress["spec"]["ingressClassName"] == "haproxy"
+    assert ingress["spec"]["tls"] == [{"hosts": ["signup.apps.example.com"], "secretName": "signup-tls"}]
+    assert ingress["spec"]["rules"][0]["host"] == "signup.apps.example.com"
+
+
+def test_default_ingress_serves_console_host_without_tls(default_rendering: Rendering) -> None:
+    ingress = default_rendering.one("Ingress", "-control-api")
+
+    assert ingress["spec"]["rules"][0]["host"] == "console.livery.example.com"
+    assert "tls" not in ingress["spec"]
+
+
+def test_ingress_left_out_when_disabled(chart: helm.Chart) -> None:
+    rendering = render(chart, {"controlApi": {"ingress": {"enabled": False}}})
+
+    assert rendering.of_kind("Ingress") == []
+    assert "(no Ingress)" in rendering.texts["livery/templates/NOTES.txt"]
+
+
+def test_object_names_fit_dns_labels(chart: helm.Chart) -> None:
+    rendering = render(chart, {"fullnameOverride": "a" * 40})
+
+    for obj in rendering.objects:
+        assert len(obj["metadata"]["name"]) <= 63, obj["metadata"]["name"]
+
+
+def test_notes_warn_about_placeholders(default_rendering: Rendering, full_rendering: Rendering) -> None:
+    default_notes = default_rendering.texts["livery/templates/NOTES.txt"]
+    full_notes = full_rendering.texts["livery/templates/NOTES.txt"]
+
+    assert "baseDomain is still the placeholder" in default_notes
+    assert "storage.s3.bucket is empty" in default_notes
+    assert "placeholder" not in full_notes
+    assert "storage.s3.bucket is empty" not in full_notes
+
+
+# The image.
+
+
+def test_dockerfile_user_matches_chart_user(chart: helm.Chart) -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    user = chart.values["podSecurityContext"]["runAsUser"]
+
+    assert re.search(rf"^USER {user}(:\d+)?$", dockerfile, flags=re.MULTILINE)
+    assert re.search(r'^ENTRYPOINT \["livery"\]$', dockerfile, flags=re.MULTILINE)
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, flags=re.MULTILINE)
