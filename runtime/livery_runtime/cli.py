@@ -10,6 +10,8 @@ import typer
 from livery.crds import write_crds
 from livery.manifests import read_manifests
 
+from . import commands
+
 app = typer.Typer(
     name="livery",
     help="Livery: a control plane for white-label SaaS. One branded, isolated app instance per tenant.",
@@ -61,6 +63,17 @@ def validate(
     )
     if invalid:
         raise typer.Exit(1)
+
+
+# The embedded runtime and the kubectl-like commands that talk to it.
+app.command()(commands.up)
+app.command()(commands.apply)
+app.command()(commands.get)
+app.command()(commands.describe)
+app.command()(commands.delete)
+app.command()(commands.logs)
+app.command("login-link")(commands.login_link)
+app.command("gateway-config")(commands.gateway_config)
 
 
 def main() -> None:

@@ -97,3 +97,53 @@ def csrf_matches(session: Session | None, submitted: str | None) -> bool:
     if session is None or not submitted:
         return False
     return secrets.compare_digest(session.csrf_token.encode(), submitted.encode())
+
+
+class SessionMiddleware:
+    """Load the signed session cookie into `scope["state"]["session"]` and write it back when changed.
+
+    A request without a valid cookie gets a fresh anonymous session, so the
+    sign-in form has a CSRF token too. Handlers replace the session on sign-in
+    and sign-out and set `state["session_changed"]`.
+    """
+
+    def __init__(self, app: ASGIApp, signer: SessionSigner, secure: bool = False) -> None:
+        self.app = app
+        self.signer = signer
+        self.secure = secure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        session = self.signer.loads(_read_cookie(scope, SESSION_COOKIE))
+        state["session_changed"] = session is None
+        state["session"] = session or Session()
+        state["csrf_token"] = state["session"].csrf_token
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start" and state.get("session_changed"):
+                headers = list(message.get("headers", []))
+                headers.append((b"set-cookie", self._cookie(scope, state["session"]).encode("latin-1")))
+                message = dict(message, headers=headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+    def _cookie(self, scope: Scope, session: Session) -> str:
+        secure = "; Secure" if self.secure or scope.get("scheme") == "https" else ""
+        return (
+            f"{SESSION_COOKIE}={self.signer.dumps(session)}; Path=/; Max-Age={SESSION_MAX_AGE_SECONDS}; "
+            f"HttpOnly; SameSite=Lax{secure}"
+        )
+
+
+def _read_cookie(scope: Scope, name: str) -> str | None:
+    for header, value in scope.get("headers", []):
+        if header == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                key, _, cookie_value = part.strip().partition("=")
+                if key == name:
+                    return cookie_value
+    return None

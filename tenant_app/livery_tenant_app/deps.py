@@ -1,0 +1,149 @@
+"""FastAPI dependencies: the request's transaction, the signed-in user and permission checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Annotated
+
+from fastapi import Depends, Form, Request
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .auth import api_key_matches, has_permission, parse_api_key
+from .config import LoadedConfig
+from .db.models import ApiKey, User
+from .errors import AppError
+from .rendering import loaded_config
+from .security import CSRF_FORM_FIELD, CSRF_HEADER, Session, csrf_matches
+
+API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def db_transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    """Yield the request's one transaction; it commits before the response is sent, or rolls back."""
+    async with request.app.state.database.transaction() as session:
+        yield session
+
+
+Db = Annotated[AsyncSession, Depends(db_transaction, scope="function")]
+Config = Annotated[LoadedConfig, Depends(loaded_config)]
+
+
+def request_session(request: Request) -> Session:
+    return request.scope["state"]["session"]
+
+
+def replace_session(request: Request, session: Session) -> None:
+    """Swap the session (on sign-in or sign-out); the middleware writes the new cookie."""
+    state = request.scope["state"]
+    state["session"] = session
+    state["session_changed"] = True
+    state["csrf_token"] = session.csrf_token
+
+
+@dataclass(frozen=True)
+class Identity:
+    user: User
+    via_api_key: bool
+
+    def require(self, permission: str) -> None:
+        if not has_permission(self.user.role, permission):
+            raise AppError(403, "forbidden", f"role {self.user.role} lacks the permission {permission}")
+
+
+class LoginRequired(Exception):
+    """A page needs a signed-in user; the handler redirects to the sign-in page."""
+
+
+async def find_session_user(db: AsyncSession, session: Session) -> User | None:
+    if not session.user_id:
+        return None
+    user = await db.get(User, _uuid_or_none(session.user_id))
+    if user is None or not user.is_active or session.auth_version != auth_version(user):
+        return None
+    return user
+
+
+def auth_version(user: User) -> str:
+    """Return a value that changes when the user's password changes, which ends their other sessions."""
+    return (user.password_hash or "")[-12:]
+
+
+async def _user_from_api_key(db: AsyncSession, token: str) -> User:
+    key_id = parse_api_key(token)
+    invalid = AppError(401, "unauthorized", "API key is invalid, expired or revoked")
+    if key_id is None:
+        raise invalid
+    api_key = (await db.execute(select(ApiKey).where(ApiKey.prefix == key_id))).scalar_one_or_none()
+    now = datetime.now(timezone.utc)
+    if api_key is None or not api_key_matches(token, api_key.key_hash) or api_key.revoked_at is not None:
+        raise invalid
+    if api_key.expires_at is not None and api_key.expires_at <= now:
+        raise invalid
+    user = await db.get(User, api_key.user_id)
+    if user is None or not user.is_active:
+        raise invalid
+    if api_key.last_used_at is None or now - api_key.last_used_at > API_KEY_TOUCH_INTERVAL:
+        await db.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
+    return user
+
+
+async def api_identity(request: Request, db: Db) -> Identity:
+    """Authenticate an API request by `Authorization: Bearer <API key>` or by session cookie plus CSRF header."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AppError(401, "unauthorized", "Authorization header must be 'Bearer <API key>'")
+        return Identity(user=await _user_from_api_key(db, token.strip()), via_api_key=True)
+
+    session = request_session(request)
+    user = await find_session_user(db, session)
+    if user is None:
+        raise AppError(401, "unauthorized", "sign in or send an API key as 'Authorization: Bearer <key>'")
+    if request.method not in SAFE_METHODS and not csrf_matches(session, request.headers.get(CSRF_HEADER)):
+        raise AppError(403, "csrf_failed", f"cookie-authenticated writes need the {CSRF_HEADER} header")
+    return Identity(user=user, via_api_key=False)
+
+
+ApiUser = Annotated[Identity, Depends(api_identity)]
+
+
+async def page_identity(request: Request, db: Db) -> Identity:
+    """Return the signed-in user of a page request, or raise LoginRequired."""
+    user = await find_session_user(db, request_session(request))
+    if user is None:
+        raise LoginRequired()
+    request.scope["state"]["page_user"] = user
+    return Identity(user=user, via_api_key=False)
+
+
+async def optional_page_user(request: Request, db: Db) -> User | None:
+    user = await find_session_user(db, request_session(request))
+    request.scope["state"]["page_user"] = user
+    return user
+
+
+PageUser = Annotated[Identity, Depends(page_identity)]
+MaybePageUser = Annotated[User | None, Depends(optional_page_user)]
+
+
+def verify_csrf_form(request: Request, csrf_token: Annotated[str, Form()] = "") -> None:
+    """Reject a form post whose CSRF token does not match the session's."""
+    if not csrf_matches(request_session(request), csrf_token):
+        raise AppError(403, "csrf_failed", "the form has expired; reload the page and submit it again", CSRF_FORM_FIELD)
+
+
+CsrfChecked = Depends(verify_csrf_form)
+
+
+def _uuid_or_none(value: str):
+    import uuid
+
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError):
+        return None

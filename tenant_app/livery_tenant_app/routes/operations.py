@@ -1,0 +1,75 @@
+"""Health, readiness, metrics, the theme stylesheet and branding images."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from livery.tenant_schema import HEAD_REVISION, VERSION_TABLE
+
+from ..errors import not_found
+from ..files import check_relative_path, sniff_image_type
+from ..rendering import loaded_config
+
+logger = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)
+BRANDING_FOLDER = "branding/"
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    """Alive: the process answers. Says nothing about the database."""
+    return PlainTextResponse("ok\n")
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """Ready: the database answers and its schema is at the app's migration head."""
+    try:
+        async with request.app.state.database.transaction() as session:
+            revision = (await session.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))).scalar_one_or_none()
+    except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+        logger.warning("readiness check failed: database unreachable: %s", type(exc).__name__)
+        return JSONResponse({"ready": False, "reason": "DatabaseUnreachable"}, status_code=503)
+    if revision != HEAD_REVISION:
+        return JSONResponse(
+            {"ready": False, "reason": "MigrationsPending", "revision": revision, "expected": HEAD_REVISION},
+            status_code=503,
+        )
+    return JSONResponse({"ready": True, "revision": revision})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/theme.css", name="theme_css")
+async def theme_css(request: Request) -> Response:
+    """The tenant's colours and sanitised custom CSS. Pages link it with `?v=<digest>`, so it may be cached."""
+    theme = loaded_config(request).theme
+    return Response(
+        theme.stylesheet,
+        media_type="text/css",
+        headers={"cache-control": "public, max-age=300", "etag": f'"{theme.version}"'},
+    )
+
+
+@router.get("/branding/{name}")
+async def branding_image(name: str, request: Request) -> Response:
+    """Serve an uploaded logo or favicon from storage; only PNG, JPEG, GIF and WebP images are served."""
+    service = request.app.state.files
+    try:
+        key = service.prefix + check_relative_path(BRANDING_FOLDER + name, "name")
+        data = await run_in_threadpool(service.storage.get_bytes, key)
+    except Exception:  # noqa: BLE001 - a missing or invalid name is the same 404 as an unknown one
+        raise not_found("branding image") from None
+    content_type = sniff_image_type(data or b"")
+    if content_type is None:
+        raise not_found("branding image")
+    return Response(data, media_type=content_type, headers={"cache-control": "public, max-age=300"})
