@@ -1,0 +1,320 @@
+"""The database provisioner: a tenant's database, schema or rows, its role and its tables.
+
+The reconciler calls `ensure_database` on every reconcile and `drop_database`
+or `snapshot` when a tenant is deleted, on Kubernetes and in the embedded
+runtime alike. Every method is idempotent and safe to run again after a crash
+between any two of its statements; the caller keeps the tenant's password and
+passes the same one each time.
+
+The three isolation modes:
+
+- database: own database `tenant_<name>` owned by the LOGIN role of the same
+  name; CONNECT revoked from PUBLIC.
+- schema: own schema and LOGIN role in the database `livery_tenants`; the
+  role's `search_path` is pinned to its schema, which it alone can use.
+- shared: the database `livery_shared`; tables owned by the NOLOGIN role
+  `livery_shared_owner`; a LOGIN role per tenant that owns nothing and is a
+  member of the NOLOGIN group `livery_shared_app`, which has only DML grants;
+  row-level security is enabled and forced on every table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+
+from livery import naming
+from livery.models.rules import TENANT_NAME_MAX, TENANT_NAME_PATTERN
+from livery.tenant_schema import SHARED_OWNER_ROLE, apply_migrations
+
+from . import statements
+from .errors import DatabaseError
+from .snapshot import dump_database
+from .urls import describe, parse_admin_url, render
+
+Isolation = Literal["database", "schema", "shared"]
+ISOLATIONS = ("database", "schema", "shared")
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """Where a tenant's data lives and how its app connects. `app_url` contains the password."""
+
+    tenant: str
+    isolation: Isolation
+    database: str
+    role: str
+    schema: str | None
+    app_url: str = field(repr=False)
+
+
+class DatabaseProvisioner:
+    """Provisions tenants on the PostgreSQL server that `admin_url` names.
+
+    `admin_url` must sign in as a superuser, or as a role with CREATEDB,
+    CREATEROLE and BYPASSRLS that is a member of every tenant role it creates.
+    """
+
+    def __init__(self, admin_url: str, *, connect_timeout: float = 10.0) -> None:
+        self._url = parse_admin_url(admin_url)
+        self._connect_timeout = connect_timeout
+
+    def __repr__(self) -> str:
+        return f"DatabaseProvisioner({describe(self._url)!r})"
+
+    async def ensure_database(self, tenant: str, isolation: str, password: str) -> DatabaseInfo:
+        """Create or repair the tenant's database objects and role, then migrate its tables to head."""
+        check_request(tenant, isolation)
+        if not password:
+            raise DatabaseError("the tenant's database password is empty", temporary=False, reason="InvalidPassword")
+        if isolation == "database":
+            info = await self._ensure_database_mode(tenant, password)
+        elif isolation == "schema":
+            info = await self._ensure_schema_mode(tenant, password)
+        else:
+            info = await self._ensure_shared_mode(tenant, password)
+        logger.info("database ready for tenant %s (%s mode, database %s)", tenant, isolation, info.database)
+        return info
+
+    async def drop_database(self, tenant: str, isolation: str) -> None:
+        """Remove the tenant's data and role: its database, its schema or its rows. Missing parts are skipped."""
+        check_request(tenant, isolation)
+        if isolation == "database":
+            await self._drop_database_mode(tenant)
+        elif isolation == "schema":
+            await self._drop_schema_mode(tenant)
+        else:
+            await self._drop_shared_mode(tenant)
+        logger.info("database dropped for tenant %s (%s mode)", tenant, isolation)
+
+    async def database_exists(self, tenant: str, isolation: str) -> bool:
+        """Return whether the tenant's database (database mode), schema (schema mode) or role (shared mode) exists."""
+        check_request(tenant, isolation)
+        identifier = naming.postgres_identifier(tenant)
+        async with self._connect() as connection:
+            if isolation == "database":
+                return await statements.database_exists(connection, identifier)
+            if isolation == "shared":
+                return await statements.role_exists(connection, identifier)
+            if not await statements.database_exists(connection, naming.SCHEMA_DATABASE):
+                return False
+        async with self._connect(naming.SCHEMA_DATABASE) as connection:
+            return await statements.schema_exists(connection, identifier)
+
+    async def snapshot(self, tenant: str, isolation: str, destination: Path) -> Path:
+        """Write a pg_dump custom-format archive of the tenant's data and return its path.
+
+        `destination` is the archive's path, or an existing folder to put
+        `<tenant>-<UTC time>.dump` in. In shared mode the archive holds the
+        tables with only this tenant's rows.
+        """
+        check_request(tenant, isolation)
+        identifier = naming.postgres_identifier(tenant)
+        async with self._connect() as connection:
+            server_version = connection.info.server_version
+        database = {"database": identifier, "schema": naming.SCHEMA_DATABASE}.get(isolation, naming.SHARED_DATABASE)
+        path = await dump_database(
+            self._url.set(database=database),
+            server_version=server_version,
+            tenant=tenant,
+            destination=Path(destination),
+            schema=identifier if isolation == "schema" else None,
+            shared_role=identifier if isolation == "shared" else None,
+        )
+        logger.info("snapshot of tenant %s written to %s", tenant, path)
+        return path
+
+    # Database mode.
+
+    async def _ensure_database_mode(self, tenant: str, password: str) -> DatabaseInfo:
+        identifier = naming.postgres_identifier(tenant)
+        async with self._connect() as connection:
+            await statements.ensure_login_role(connection, identifier, password)
+            await statements.ensure_database(connection, identifier, owner=identifier)
+            await statements.restrict_connect(connection, identifier, identifier)
+        await self._migrate(identifier, "database", None, owner_role=identifier)
+        return self._info(tenant, "database", identifier, None, password)
+
+    async def _drop_database_mode(self, tenant: str) -> None:
+        identifier = naming.postgres_identifier(tenant)
+        async with self._connect() as connection:
+            if await statements.role_exists(connection, identifier):
+                await statements.disable_login(connection, identifier)
+            await connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(identifier))
+            )
+            await statements.drop_role(connection, identifier)
+
+    # Schema mode.
+
+    async def _ensure_schema_mode(self, tenant: str, password: str) -> DatabaseInfo:
+        identifier = naming.postgres_identifier(tenant)
+        database = naming.SCHEMA_DATABASE
+        async with self._connect() as connection:
+            await statements.ensure_database(connection, database)
+            await statements.restrict_connect(connection, database)
+            await statements.ensure_login_role(connection, identifier, password)
+            await connection.execute(
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), sql.Identifier(identifier))
+            )
+            await statements.pin_search_path(connection, identifier, database, identifier)
+        async with self._connect(database) as connection:
+            await connection.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+            await statements.ensure_schema(connection, identifier, owner=identifier)
+        await self._migrate(database, "schema", identifier, owner_role=identifier)
+        return self._info(tenant, "schema", database, identifier, password)
+
+    async def _drop_schema_mode(self, tenant: str) -> None:
+        schema = sql.Identifier(naming.postgres_identifier(tenant))
+
+        async def drop_schema(connection: psycopg.AsyncConnection) -> None:
+            await connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+
+        await self._drop_from_shared_database(tenant, naming.SCHEMA_DATABASE, drop_schema)
+
+    # Shared mode.
+
+    async def _ensure_shared_mode(self, tenant: str, password: str) -> DatabaseInfo:
+        identifier = naming.postgres_identifier(tenant)
+        database = naming.SHARED_DATABASE
+        async with self._connect() as connection:
+            await statements.ensure_group_role(connection, SHARED_OWNER_ROLE)
+            await statements.ensure_group_role(connection, naming.SHARED_APP_ROLE)
+            await statements.ensure_database(connection, database)
+            await statements.restrict_connect(connection, database, naming.SHARED_APP_ROLE)
+            await statements.ensure_login_role(connection, identifier, password)
+            await statements.grant_membership(connection, naming.SHARED_APP_ROLE, identifier)
+        async with self._connect(database) as connection:
+            await prepare_shared_public_schema(connection)
+        await self._migrate(database, "shared", None, owner_role=SHARED_OWNER_ROLE)
+        return self._info(tenant, "shared", database, None, password)
+
+    async def _drop_shared_mode(self, tenant: str) -> None:
+        async def delete_rows(connection: psycopg.AsyncConnection) -> None:
+            await delete_tenant_rows(connection, tenant)
+
+        await self._drop_from_shared_database(tenant, naming.SHARED_DATABASE, delete_rows)
+
+    async def _drop_from_shared_database(
+        self, tenant: str, database: str, remove_data: Callable[[psycopg.AsyncConnection], Awaitable[None]]
+    ) -> None:
+        """Lock the tenant's role out, run `remove_data` in `database`, then drop the role and its grants."""
+        identifier = naming.postgres_identifier(tenant)
+        async with self._connect() as connection:
+            role_exists = await statements.role_exists(connection, identifier)
+            if role_exists:
+                await statements.disable_login(connection, identifier)
+            database_exists = await statements.database_exists(connection, database)
+
+        if database_exists:
+            async with self._connect(database) as connection:
+                await remove_data(connection)
+                if role_exists:
+                    # Also revokes the role's grants on shared objects such as CONNECT on the database.
+                    await connection.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(identifier)))
+
+        if role_exists:
+            async with self._connect() as connection:
+                await statements.drop_role(connection, identifier)
+
+    # Helpers.
+
+    async def _migrate(self, database: str, isolation: Isolation, schema: str | None, *, owner_role: str) -> None:
+        url = render(self._url.set(database=database))
+        try:
+            await asyncio.to_thread(apply_migrations, url, isolation, schema, owner_role=owner_role)
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            raise DatabaseError(
+                f"migrating the tenant tables in database {database} failed: {type(exc).__name__}: {safe_message(exc)}",
+                reason="MigrationFailed",
+            ) from exc
+
+    def _info(self, tenant: str, isolation: Isolation, database: str, schema: str | None, password: str) -> DatabaseInfo:
+        role = naming.postgres_identifier(tenant)
+        app_url = render(self._url.set(username=role, password=password, database=database))
+        return DatabaseInfo(tenant, isolation, database, role, schema, app_url)
+
+    @asynccontextmanager
+    async def _connect(self, database: str | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
+        url = self._url if database is None else self._url.set(database=database)
+        try:
+            connection = await psycopg.AsyncConnection.connect(
+                render(url), autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
+            )
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(
+                f"cannot connect to the tenant database server {describe(url)}: {safe_message(exc)}",
+                reason="DatabaseUnreachable",
+            ) from None
+        try:
+            async with connection:
+                yield connection
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(f"the tenant database server failed: {safe_message(exc)}", reason="DatabaseUnreachable") from exc
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"a statement on the tenant database server failed: {safe_message(exc)}", temporary=True, reason="DatabaseError"
+            ) from exc
+
+
+async def prepare_shared_public_schema(connection: psycopg.AsyncConnection) -> None:
+    """Let the owner role create tables in `public` and the group role use them, and nobody else create anything."""
+    owner = sql.Identifier(SHARED_OWNER_ROLE)
+    group = sql.Identifier(naming.SHARED_APP_ROLE)
+    await connection.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+    await connection.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(owner))
+    await connection.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(group))
+
+
+async def delete_tenant_rows(connection: psycopg.AsyncConnection, tenant: str) -> None:
+    """Delete every row of `tenant` from the shared tables in one transaction, `users` last.
+
+    The admin connection bypasses row-level security as a superuser or a
+    BYPASSRLS role, so the policies' role check does not hide the rows.
+    """
+    cursor = await connection.execute(
+        "SELECT table_name FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND column_name = 'tenant_id' ORDER BY table_name = 'users', table_name"
+    )
+    tables = [row[0] for row in await cursor.fetchall()]
+    async with connection.transaction():
+        for table in tables:
+            await connection.execute(
+                sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier("public", table)), (tenant,)
+            )
+
+
+def check_request(tenant: str, isolation: str) -> None:
+    """Raise a permanent DatabaseError unless `tenant` is a valid tenant name and `isolation` a known mode."""
+    if isolation not in ISOLATIONS:
+        raise DatabaseError(
+            f"isolation: must be one of database, schema, shared, got {isolation!r}",
+            temporary=False,
+            reason="InvalidIsolation",
+        )
+    if len(tenant) > TENANT_NAME_MAX or re.fullmatch(TENANT_NAME_PATTERN, tenant) is None:
+        raise DatabaseError(
+            f"tenant: must be a valid tenant name (lowercase letters, digits and '-', at most {TENANT_NAME_MAX} "
+            f"characters), got {tenant!r}",
+            temporary=False,
+            reason="InvalidTenantName",
+        )
+
+
+def safe_message(exc: BaseException) -> str:
+    """Return the first line of an error's message with any password in a URL masked."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)

@@ -1,0 +1,108 @@
+"""Apply the tenant schema's Alembic migrations under a PostgreSQL advisory lock."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import sqlalchemy
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
+from psycopg import sql
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.pool import NullPool
+
+from .constants import VERSION_TABLE
+
+Isolation = Literal["database", "schema", "shared"]
+
+SCRIPT_LOCATION = Path(__file__).resolve().parent
+
+# Serialises concurrent `apply_migrations` calls on one database and schema.
+# Advisory locks are scoped to the current database, so the key only has to
+# tell the schemas of one database apart.
+LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('livery.tenant_schema:' || :schema, 0))"
+
+
+class MigrationError(Exception):
+    """The tenant schema could not be migrated."""
+
+
+@lru_cache(maxsize=1)
+def _script_directory() -> ScriptDirectory:
+    return ScriptDirectory(str(SCRIPT_LOCATION))
+
+
+HEAD_REVISION: str = _script_directory().get_current_head() or ""
+
+
+def sqlalchemy_url(url: str) -> sqlalchemy.URL:
+    """Return `url` with SQLAlchemy's psycopg 3 driver, whether it names a driver or not."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    raise MigrationError(f"database URL scheme {parsed.drivername!r} is not PostgreSQL; use postgresql://")
+
+
+def apply_migrations(
+    owner_url: str, isolation: Isolation, schema: str | None, *, owner_role: str | None = None
+) -> None:
+    """Upgrade the tenant schema to `HEAD_REVISION`, creating the tables on first use.
+
+    `owner_url` connects to the tenant's database. When `owner_role` is given,
+    the migrations run as that role (`SET LOCAL ROLE`), so it owns what they
+    create; the provisioner connects as its admin user and passes the tenant's
+    role (or the shared owner role). In schema mode, `schema` is the tenant's
+    schema and holds the tables and the version table.
+
+    All migrations run in one transaction that first takes an advisory lock, so
+    concurrent callers wait for each other and the second one finds the schema
+    already at head. A failure rolls everything back.
+    """
+    if isolation not in ("database", "schema", "shared"):
+        raise MigrationError(f"isolation must be database, schema or shared, got {isolation!r}")
+    if (isolation == "schema") != (schema is not None):
+        raise MigrationError("schema must be given in schema mode and only in schema mode")
+
+    engine = sqlalchemy.create_engine(sqlalchemy_url(owner_url), poolclass=NullPool)
+    try:
+        with engine.connect() as connection, connection.begin():
+            _prepare_transaction(connection, schema, owner_role)
+            _upgrade_to_head(connection, isolation, schema)
+    finally:
+        engine.dispose()
+
+
+def _prepare_transaction(connection: Connection, schema: str | None, owner_role: str | None) -> None:
+    raw = connection.connection.driver_connection
+    if owner_role is not None:
+        statement = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner_role))
+        connection.exec_driver_sql(statement.as_string(raw))
+    if schema is not None:
+        statement = sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema))
+        connection.exec_driver_sql(statement.as_string(raw))
+    connection.execute(sqlalchemy.text(LOCK_SQL), {"schema": schema or ""})
+
+
+def _upgrade_to_head(connection: Connection, isolation: Isolation, schema: str | None) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.attributes["isolation"] = isolation
+    config.attributes["schema"] = schema
+    script = _script_directory()
+
+    def upgrade(revision, context):  # noqa: ANN001 - Alembic's callback signature
+        return script._upgrade_revs("head", revision)
+
+    with EnvironmentContext(config, script, fn=upgrade, destination_rev="head") as environment:
+        environment.configure(
+            connection=connection,
+            version_table=VERSION_TABLE,
+            version_table_schema=schema,
+            transactional_ddl=True,
+        )
+        with environment.begin_transaction():
+            environment.run_migrations()
+
