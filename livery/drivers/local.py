@@ -37,7 +37,18 @@ import httpx
 
 from ..models.config import CONFIG_FILE_NAME
 from ..store.local import LocalStore
-from .base import AppSpec, AppState, Driver, DriverError, EventType, RouteSpec
+from .base import (
+    SECRET_DATABASE_URL,
+    SECRET_LOGIN_KEY,
+    SECRET_SESSION_KEY,
+    SECRET_USAGE_TOKEN,
+    AppSpec,
+    AppState,
+    Driver,
+    DriverError,
+    EventType,
+    RouteSpec,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +65,7 @@ BACKOFF_MAX_SECONDS = 30.0
 # A process that stayed up this long counts as healthy again: the next crash restarts it at once.
 HEALTHY_AFTER_SECONDS = 60.0
 PR_SET_PDEATHSIG = 1
+APP_SECRET_KEYS = frozenset({SECRET_DATABASE_URL, SECRET_LOGIN_KEY, SECRET_SESSION_KEY, SECRET_USAGE_TOKEN})
 
 
 def tenant_folder(data_dir: Path, tenant: str) -> Path:
@@ -199,7 +211,7 @@ def app_environment(base: dict[str, str], spec: AppSpec, secret: dict[str, str],
     environment = {key: value for key, value in base.items() if not key.startswith("LIVERY_")}
     environment.update(extra)
     environment.update(spec.environment)
-    environment.update(secret)
+    environment.update({key: value for key, value in secret.items() if key in APP_SECRET_KEYS})
     return environment
 
 

@@ -20,6 +20,8 @@ FREE_PLAN = {
 }
 ACME = {"displayName": "Acme", "plan": "free", "branding": {"productName": "Acme Shop"}}
 
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
 
 @pytest.fixture
 async def store(scratch_database: str) -> AsyncIterator[LocalStore]:
