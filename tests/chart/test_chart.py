@@ -271,8 +271,7 @@ def test_operator_role_grants_only_used_verbs(default_rendering: Rendering) -> N
     assert grants(role) == {
         ("livery.dev", "tenants"): {"get", "list", "watch", "patch"},
         ("livery.dev", "plans"): {"get", "list", "watch", "patch"},
-        ("livery.dev", "tenants/status"): {"get", "patch"},
-        ("livery.dev", "plans/status"): {"get", "patch"},
+        ("livery.dev", "tenants/status"): {"patch"},
         ("", "namespaces"): OBJECT_VERBS,
         ("", "secrets"): OBJECT_VERBS,
         ("", "configmaps"): OBJECT_VERBS,
@@ -283,7 +282,7 @@ def test_operator_role_grants_only_used_verbs(default_rendering: Rendering) -> N
         ("networking.k8s.io", "ingresses"): OBJECT_VERBS,
         ("networking.k8s.io", "networkpolicies"): OBJECT_VERBS,
         ("", "events"): {"create", "patch"},
-        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     }
 
 
