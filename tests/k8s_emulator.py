@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -197,12 +197,21 @@ class KubeCluster:
 
     def reset(self) -> None:
         """Remove every object and recreate the initial ones; the server and its URL stay."""
-        assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(self._wipe(), self._loop)
-        future.result(timeout=10)
+        self._call_in_server_loop(self.emulator.wipe)
 
-    async def _wipe(self) -> None:
-        self.emulator.wipe()
+    def compact(self) -> None:
+        """Drop the watch history, so watches resuming from an older resourceVersion get 410 Gone."""
+        self._call_in_server_loop(self.emulator.compact_watch_history)
+
+    def _call_in_server_loop(self, function: Callable[[], None]) -> None:
+        """Run `function` in the server's event loop, where every other write happens."""
+        if self._loop is None:
+            raise RuntimeError("the Kubernetes emulator is not running")
+
+        async def call() -> None:
+            function()
+
+        asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout=10)
 
     def _client(self) -> httpx.Client:
         if self._http is None:

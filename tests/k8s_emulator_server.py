@@ -209,7 +209,8 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
             self.create_object(crd_type, None, body, params={})
 
     def wipe(self) -> None:
-        """Remove every object (watchers get DELETED events) and recreate the initial ones."""
+        """Remove test reactions and every object (watchers get DELETED events), then recreate the initial ones."""
+        self._payloads[:] = [payload for payload in self._payloads if -math.inf in payload.priorities]
         for resource_type, namespace, obj in list(self._iter_objects()):
             self._remove(resource_type, obj, collect_garbage=False)
         self.create_initial_objects()
@@ -777,6 +778,10 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
         except (ConnectionResetError, ConnectionError):
             pass  # the client went away; nothing to clean up
         return response
+
+    def compact_watch_history(self) -> None:
+        """Forget past watch events, as etcd compaction does: older resourceVersions get 410 Gone."""
+        self._watch_events.clear()
 
     async def close_watches(self) -> None:
         """End every open watch stream, so the server can stop without waiting for clients."""

@@ -1,0 +1,74 @@
+"""kopf runs against the emulator: its finalizer goes on at creation and off at deletion."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import kopf
+import kubernetes
+import pytest
+from emulator_helpers import TENANTS, create_tenant
+
+DEADLINE_SECONDS = 15
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {DEADLINE_SECONDS} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def operator(kube_clean: Any) -> Iterator[list[str]]:
+    """Run kopf in a thread with one create and one delete handler; yield the handler calls."""
+    calls: list[str] = []
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kube_clean.connection_info()
+
+    @kopf.on.create(*TENANTS, registry=registry)
+    def created(name: str, **_: Any) -> None:
+        calls.append(f"create {name}")
+
+    @kopf.on.delete(*TENANTS, registry=registry)
+    def deleted(name: str, **_: Any) -> None:
+        calls.append(f"delete {name}")
+
+    settings = kopf.OperatorSettings()
+    settings.scanning.disabled = True
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 60
+
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=lambda: asyncio.run(
+            kopf.operator(registry=registry, settings=settings, clusterwide=True, standalone=True,
+                          stop_flag=stop, ready_flag=ready)
+        ),
+        daemon=True,
+    )
+    thread.start()
+    assert ready.wait(DEADLINE_SECONDS), "kopf did not start"
+    yield calls
+    stop.set()
+    thread.join(DEADLINE_SECONDS)
+
+
+def test_kopf_finalizer_added_and_released(operator: list[str], custom: kubernetes.client.CustomObjectsApi) -> None:
+    create_tenant(custom, "acme")
+    wait_for(lambda: "create acme" in operator, "the create handler")
+    wait_for(lambda: bool(custom.get_cluster_custom_object(*TENANTS, "acme")["metadata"].get("finalizers")), "kopf's finalizer")
+
+    custom.delete_cluster_custom_object(*TENANTS, "acme")
+
+    wait_for(lambda: not custom.list_cluster_custom_object(*TENANTS)["items"], "the tenant to disappear")
+    assert operator == ["create acme", "delete acme"]

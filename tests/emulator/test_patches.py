@@ -1,0 +1,136 @@
+"""Patch content types: strategic merge, server-side apply with field managers, and bad requests."""
+
+from __future__ import annotations
+
+import httpx
+import kubernetes
+import yaml
+from emulator_helpers import APPLY_PATCH, TENANTS, TENANTS_PATH, create_tenant, tenant_manifest
+
+
+def apply(http: httpx.Client, manifest: dict, manager: str, force: bool = False) -> httpx.Response:
+    params = {"fieldManager": manager}
+    if force:
+        params["force"] = "true"
+    name = manifest["metadata"]["name"]
+    return http.patch(f"{TENANTS_PATH}/{name}", content=yaml.safe_dump(manifest), headers=APPLY_PATCH, params=params)
+
+
+def test_apply_creates_missing_object(http: httpx.Client) -> None:
+    response = apply(http, tenant_manifest("acme"), "livery-control-api")
+
+    assert response.status_code == 201
+    managers = [(entry["manager"], entry["operation"]) for entry in response.json()["metadata"]["managedFields"]]
+    assert managers == [("livery-control-api", "Apply")]
+
+
+def test_apply_records_owned_fields(http: httpx.Client) -> None:
+    response = apply(http, tenant_manifest("acme"), "livery-control-api")
+
+    fields = response.json()["metadata"]["managedFields"][0]["fieldsV1"]
+    assert fields["f:spec"] == {"f:displayName": {}, "f:plan": {}}
+
+
+def test_apply_conflicts_with_other_manager(http: httpx.Client) -> None:
+    apply(http, tenant_manifest("acme"), "livery-control-api")
+    http.patch(
+        f"{TENANTS_PATH}/acme",
+        json={"spec": {"plan": "pro"}},
+        params={"fieldManager": "kubectl-edit"},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+
+    response = apply(http, tenant_manifest("acme", plan="enterprise"), "livery-control-api")
+
+    assert response.status_code == 409
+    causes = response.json()["details"]["causes"]
+    assert causes == [{"type": "FieldManagerConflict", "message": 'conflict with "kubectl-edit"', "field": ".spec.plan"}]
+    assert http.get(f"{TENANTS_PATH}/acme").json()["spec"]["plan"] == "pro"
+
+
+def test_forced_apply_takes_ownership(http: httpx.Client) -> None:
+    apply(http, tenant_manifest("acme"), "livery-control-api")
+    http.patch(
+        f"{TENANTS_PATH}/acme",
+        json={"spec": {"plan": "pro"}},
+        params={"fieldManager": "kubectl-edit"},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+
+    response = apply(http, tenant_manifest("acme", plan="enterprise"), "livery-control-api", force=True)
+
+    assert response.status_code == 200
+    assert response.json()["spec"]["plan"] == "enterprise"
+    owners = {entry["manager"] for entry in response.json()["metadata"]["managedFields"]}
+    assert owners == {"livery-control-api"}
+
+
+def test_apply_keeps_fields_of_other_managers(http: httpx.Client) -> None:
+    apply(http, tenant_manifest("acme"), "livery-control-api")
+    http.patch(
+        f"{TENANTS_PATH}/acme",
+        json={"spec": {"suspended": True}},
+        params={"fieldManager": "kubectl-edit"},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+
+    response = apply(http, tenant_manifest("acme", displayName="Acme Inc"), "livery-control-api")
+
+    assert response.status_code == 200
+    assert response.json()["spec"]["suspended"] is True
+    assert response.json()["spec"]["displayName"] == "Acme Inc"
+
+
+def test_apply_removes_fields_it_stopped_setting(http: httpx.Client) -> None:
+    apply(http, tenant_manifest("acme", domains=["acme.example.com"]), "livery-control-api")
+
+    response = apply(http, tenant_manifest("acme"), "livery-control-api")
+
+    assert response.status_code == 200
+    assert "domains" not in response.json()["spec"]
+
+
+def test_apply_without_field_manager_rejected(http: httpx.Client) -> None:
+    response = http.patch(f"{TENANTS_PATH}/acme", content=yaml.safe_dump(tenant_manifest("acme")), headers=APPLY_PATCH)
+
+    assert response.status_code == 400
+    assert "fieldManager" in response.json()["message"]
+
+
+def test_strategic_merge_patch_merges(custom: kubernetes.client.CustomObjectsApi, http: httpx.Client) -> None:
+    create_tenant(custom, "acme")
+
+    response = http.patch(
+        f"{TENANTS_PATH}/acme",
+        json={"spec": {"branding": {"primaryColor": "#112233"}}},
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["spec"]["branding"] == {"primaryColor": "#112233"}
+    assert response.json()["spec"]["plan"] == "free"
+
+
+def test_unknown_patch_type_rejected(custom: kubernetes.client.CustomObjectsApi, http: httpx.Client) -> None:
+    create_tenant(custom, "acme")
+
+    response = http.patch(f"{TENANTS_PATH}/acme", json={"spec": {}}, headers={"Content-Type": "text/plain"})
+
+    assert response.status_code == 415
+
+
+def test_malformed_json_rejected(http: httpx.Client) -> None:
+    response = http.post(TENANTS_PATH, content=b"{not json", headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400
+    assert response.json()["kind"] == "Status"
+
+
+def test_wrong_kind_for_url_rejected(http: httpx.Client) -> None:
+    manifest = tenant_manifest("acme")
+    manifest["kind"] = "Plan"
+
+    response = http.post(TENANTS_PATH, json=manifest)
+
+    assert response.status_code == 400
+    assert http.get(TENANTS_PATH).json()["items"] == []
