@@ -7,6 +7,7 @@ with the default values and with values-full.yaml, which sets every value.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 
 from livery.crds import all_crds, render_crd
 from livery.manifests import validate_data
+from livery.settings import load_settings
 from livery_operator.kube import KINDS as OPERATOR_KINDS
 
 from chart_rendering import CHART_DIR, RELEASE_NAMESPACE, REPO_ROOT, Rendering, render
@@ -623,3 +625,85 @@ def test_dockerfile_user_matches_chart_user(chart: helm.Chart) -> None:
     assert re.search(rf"^USER {user}(:\d+)?$", dockerfile, flags=re.MULTILINE)
     assert re.search(r'^ENTRYPOINT \["livery"\]$', dockerfile, flags=re.MULTILINE)
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, flags=re.MULTILINE)
+
+
+# The programs accept the environment the chart gives them.
+
+
+def pod_environment(rendering: Rendering, deployment_suffix: str, container: str) -> dict[str, str]:
+    """Return the container's environment as the kubelet would set it, with every Secret key present.
+
+    Each secretKeyRef gets a stand-in value (URLs shaped like real ones), so the
+    settings classes validate a pod with every optional credential set.
+    """
+    stand_ins = {
+        "LIVERY_DATABASE_URL": "postgresql://livery:stand-in@db.example.com:5432/livery",
+        "LIVERY_TENANT_DATABASE_URL": "postgresql://livery_admin:stand-in@db.example.com:5432/postgres",
+        "LIVERY_REDIS_URL": "redis://redis.example.com:6379/0",
+        "LIVERY_JWT_SECRET": "j" * 48,
+        "LIVERY_ADMIN_TOKEN": "a" * 48,
+        "LIVERY_STRIPE_API_KEY": "stripe-api-key-stand-in",
+        "LIVERY_STRIPE_WEBHOOK_SECRET": "stripe-webhook-secret-stand-in",
+        "AWS_ACCESS_KEY_ID": "access-key-id-stand-in",
+        "AWS_SECRET_ACCESS_KEY": "secret-access-key-stand-in",
+    }
+    result = {}
+    for name, variable in environment(rendering.one("Deployment", deployment_suffix), container).items():
+        result[name] = variable["value"] if "value" in variable else stand_ins[name]
+    return result
+
+
+def settings_fields(settings_class: Any) -> set[str]:
+    prefix = settings_class.model_config["env_prefix"]
+    return {prefix + name.upper() for name in settings_class.model_fields}
+
+
+@pytest.mark.parametrize(
+    ("values_key", "container", "settings_module", "settings_class"),
+    [
+        ("operator", "operator", "livery_operator.settings", "OperatorSettings"),
+        ("controlApi", "control-api", "livery_control_api.settings", "ControlApiSettings"),
+    ],
+)
+def test_programs_accept_chart_environment(
+    rendering: Rendering,
+    monkeypatch: pytest.MonkeyPatch,
+    values_key: str,
+    container: str,
+    settings_module: str,
+    settings_class: str,
+) -> None:
+    module = pytest.importorskip(settings_module)
+    settings_type = getattr(module, settings_class)
+    extra = {variable["name"] for variable in rendering.values.get(values_key, {}).get("extraEnv", [])}
+    variables = pod_environment(rendering, f"-{container}", container)
+    for name in list(os.environ):
+        if name.startswith("LIVERY_"):
+            monkeypatch.delenv(name)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    unknown = {name for name in variables if name.startswith("LIVERY_")} - settings_fields(settings_type) - extra
+    settings = load_settings(settings_type)
+
+    assert unknown == set()
+    assert settings.base_domain == variables["LIVERY_BASE_DOMAIN"]
+
+
+def test_container_args_are_livery_commands(rendering: Rendering) -> None:
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from livery_runtime.cli import app
+
+    registered = set(get_command(app).commands)  # type: ignore[attr-defined]
+    for deployment in rendering.of_kind("Deployment"):
+        for container in containers(deployment):
+            command = container["args"][0]
+            if command not in registered:
+                # TODO: remove once `livery operator` and `livery control-api` exist.
+                pytest.xfail(f"the livery command has no `{command}` subcommand yet")
+
+            result = CliRunner().invoke(app, [*container["args"], "--help"])
+
+            assert result.exit_code == 0, f"livery {' '.join(container['args'])}: {result.output}"
