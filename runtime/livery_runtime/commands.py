@@ -114,7 +114,7 @@ def apply(
             result = client.request("POST", "/v1/admin/apply", manifest.data)
         except ClientError as exc:
             failed = True
-            for line in exc.errors or [str(exc)]:
+            for line in exc.errors or str(exc).splitlines():
                 typer.echo(f"{manifest.label}: {line}", err=True)
             continue
         action = result.get("action", "applied") if isinstance(result, dict) else "applied"
@@ -132,6 +132,25 @@ def items(body: Any) -> list[dict[str, Any]]:
                 return body[key]
         return []
     return list(body or [])
+
+
+def as_manifest(view: dict[str, Any]) -> dict[str, Any]:
+    """Return a Tenant manifest from the admin API's tenant view (name, plan, phase, spec, status)."""
+    if "metadata" in view:
+        return view
+    spec = view.get("spec") or {
+        key: view[key] for key in ("displayName", "plan", "suspended") if view.get(key) is not None
+    }
+    status = view.get("status") or {key: view[key] for key in ("phase", "url") if view.get(key) is not None}
+    manifest: dict[str, Any] = {
+        "apiVersion": "livery.dev/v1alpha1",
+        "kind": "Tenant",
+        "metadata": {"name": view.get("name", "")},
+        "spec": spec,
+    }
+    if status:
+        manifest["status"] = status
+    return manifest
 
 
 def render(resources: list[dict[str, Any]], output: Output) -> str:
@@ -180,6 +199,11 @@ def get(
     client = connect(data_dir)
     try:
         resources = items(client.request("GET", f"/v1/admin/{resource.value}"))
+        if resource is Resource.tenants and output is not Output.table:
+            # The list holds a summary of each tenant; whole manifests come one by one.
+            resources = [client.request("GET", f"/v1/admin/tenants/{view['name']}") for view in resources]
+        if resource is Resource.tenants:
+            resources = [as_manifest(view) for view in resources]
     except ClientError as exc:
         raise fail(str(exc)) from None
     finally:
@@ -211,9 +235,7 @@ def describe(
         raise fail(str(exc)) from None
     finally:
         client.close()
-    if isinstance(tenant, dict) and "tenant" in tenant and "spec" not in tenant:
-        tenant = tenant["tenant"]
-    typer.echo(describe_text(tenant, events))
+    typer.echo(describe_text(as_manifest(tenant), events))
 
 
 def describe_text(tenant: dict[str, Any], events: list[dict[str, Any]]) -> str:

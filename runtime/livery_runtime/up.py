@@ -216,7 +216,7 @@ class Runtime:
             self.store,
             self.data_dir,
             routes,
-            app_command=[sys.executable, "-m", "livery_runtime", "tenant-app"],
+            app_command=tenant_app_command(),
             app_settings=app_settings,
         )
         reconcile_settings = ReconcileSettings(
@@ -297,6 +297,16 @@ class EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def tenant_app_command() -> list[str]:
+    """Return the command that runs one tenant app; the driver appends `--host` and `--port`."""
+    from .cli import app
+
+    if any(command.name == "tenant-app" for command in app.registered_commands):
+        return [sys.executable, "-m", "livery_runtime", "tenant-app"]
+    # TODO: remove once `livery tenant-app` is registered; uvicorn runs the same app factory meanwhile.
+    return [sys.executable, "-m", "uvicorn", "--factory", "livery_tenant_app.app:create_app", "--no-access-log"]
 
 
 def secret_value(value: Any) -> str | None:
@@ -395,6 +405,8 @@ async def run_runtime(options: UpOptions, settings: CommonSettings) -> None:
 def up(options: UpOptions) -> int:
     """Run the embedded runtime until Ctrl-C or SIGTERM; return the exit status."""
     logging.basicConfig(level=os.environ.get("LIVERY_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic logs every plugin it loads at INFO; only its warnings matter here.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = load_settings(CommonSettings)
         data_dir = prepare_data_dir(options.data_dir)
