@@ -1,0 +1,352 @@
+"""Apply Stripe webhook events to tenants: exactly once, in order, never from stale data.
+
+Each event runs in one database transaction that starts by inserting the
+event id with `ON CONFLICT DO NOTHING`. A duplicate delivered while the first
+is still running waits on the unique index until the first commits, then
+inserts nothing and is acknowledged without effect; if the first fails, its
+row is rolled back and the retry applies the event.
+
+A watermark per Stripe object holds the `created` time of the newest event
+applied to it. An older event is acknowledged and ignored. An event exactly
+as old as the watermark is ambiguous (Stripe timestamps have one-second
+resolution), so the current object is fetched from Stripe and applied instead
+of the payload.
+
+Writes to the Tenant resource happen before the transaction commits and are
+idempotent (they set a plan or a flag), so a crash between the write and
+the commit only makes Stripe's retry write the same values again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livery.models.plan import Plan
+from livery.store.base import CONTROL_API_FIELD_MANAGER, NotFound as StoreNotFound
+
+from ..audit import record_audit
+from ..context import AppContext
+from ..dependencies import utcnow
+from ..quota import latest_usage, limits_for, usage_excess, write_plan
+from ..signup import complete_paid_signup
+from ..tables import ObjectWatermark, Signup, StripeEvent, TenantBilling
+
+logger = logging.getLogger("livery.control_api.webhooks")
+
+ACTOR = "stripe"
+ACTIVE_STATUSES = frozenset({"active", "trialing"})
+DELINQUENT_STATUSES = frozenset({"past_due", "unpaid"})
+ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    event_id: str
+    type: str
+    outcome: str  # applied, duplicate, stale, unmapped, ignored
+
+
+async def process_event(context: AppContext, event: dict[str, Any]) -> WebhookOutcome:
+    """Apply one verified event exactly once and return what happened."""
+    event_id, event_type = event["id"], event["type"]
+    created = int(event.get("created") or 0)
+    async with context.sessions() as session, session.begin():
+        inserted = await session.scalar(
+            insert(StripeEvent)
+            .values(id=event_id, type=event_type, created=created, outcome="processing")
+            .on_conflict_do_nothing(index_elements=[StripeEvent.id])
+            .returning(StripeEvent.id)
+        )
+        if inserted is None:
+            outcome = "duplicate"
+        else:
+            outcome = await _apply(context, session, event)
+            await session.execute(update(StripeEvent).where(StripeEvent.id == event_id).values(outcome=outcome))
+    context.metrics.webhook_events.labels(event_type, outcome).inc()
+    if outcome == "unmapped":
+        logger.warning("Stripe event %s (%s) maps to no tenant; acknowledged without effect", event_id, event_type)
+    else:
+        logger.info("Stripe event %s (%s): %s", event_id, event_type, outcome)
+    return WebhookOutcome(event_id, event_type, outcome)
+
+
+async def _apply(context: AppContext, session: AsyncSession, event: dict[str, Any]) -> str:
+    event_type = event["type"]
+    obj = (event.get("data") or {}).get("object") or {}
+    if event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        return await _checkout_completed(context, session, obj)
+    if event_type.startswith("customer.subscription."):
+        return await _subscription_changed(context, session, event, obj)
+    if event_type in ("invoice.paid", "invoice.payment_failed"):
+        return await _invoice_settled(context, session, event, obj)
+    return "ignored"
+
+
+async def _advance_watermark(session: AsyncSession, key: str, object_type: str, event: dict[str, Any]) -> str:
+    """Move the object's watermark to the event's time; return "newer", "same" or "older"."""
+    created = int(event.get("created") or 0)
+    row = await session.get(ObjectWatermark, key, with_for_update=True)
+    if row is None:
+        # Two first events for one object race on this insert; the loser waits, then sees the row.
+        await session.execute(
+            insert(ObjectWatermark)
+            .values(object_id=key, object_type=object_type, watermark=created, event_id=event["id"])
+            .on_conflict_do_nothing(index_elements=[ObjectWatermark.object_id])
+        )
+        row = await session.get(ObjectWatermark, key, with_for_update=True, populate_existing=True)
+        if row is not None and row.event_id == event["id"]:
+            return "newer"
+    assert row is not None
+    if created < row.watermark:
+        return "older"
+    verdict = "same" if created == row.watermark else "newer"
+    row.watermark = created
+    row.event_id = event["id"]
+    return verdict
+
+
+async def _checkout_completed(context: AppContext, session: AsyncSession, checkout: dict[str, Any]) -> str:
+    if checkout.get("mode") != "subscription":
+        return "ignored"
+    if checkout.get("payment_status") == "unpaid":
+        # Delayed payment methods: the tenant is written on async_payment_succeeded.
+        return "ignored"
+    tenant = checkout.get("client_reference_id") or (checkout.get("metadata") or {}).get("tenant")
+    if not tenant:
+        return "unmapped"
+    customer_id = _id_of(checkout.get("customer"))
+    subscription_id = _id_of(checkout.get("subscription"))
+    if await complete_paid_signup(context, session, tenant, customer_id, subscription_id):
+        record_audit(session, ACTOR, "billing.checkout_completed", tenant, subscription=subscription_id)
+        return "applied"
+
+    # A Checkout for an upgrade of an existing tenant.
+    if not await _tenant_exists(context, tenant):
+        return "unmapped"
+    billing = await _billing_row(session, tenant)
+    billing.customer_id = customer_id or billing.customer_id
+    billing.subscription_id = subscription_id or billing.subscription_id
+    plan_name = (checkout.get("metadata") or {}).get("plan")
+    plan = await _plan_or_none(context, plan_name) if plan_name else None
+    if plan is not None:
+        await _apply_plan_from_stripe(context, session, tenant, plan)
+    record_audit(session, ACTOR, "billing.checkout_completed", tenant, subscription=subscription_id, plan=plan_name)
+    return "applied"
+
+
+async def _subscription_changed(
+    context: AppContext, session: AsyncSession, event: dict[str, Any], subscription: dict[str, Any]
+) -> str:
+    subscription_id = subscription.get("id")
+    if not subscription_id:
+        return "ignored"
+    tenant = await _tenant_for(session, subscription, subscription_id)
+    if tenant is None:
+        return "unmapped"
+    verdict = await _advance_watermark(session, subscription_id, "subscription", event)
+    if verdict == "older":
+        return "stale"
+    if verdict == "same":
+        subscription = await context.billing.retrieve_subscription(subscription_id)
+    deleted = event["type"] == "customer.subscription.deleted"
+    return await _apply_subscription(context, session, tenant, subscription, deleted)
+
+
+async def _apply_subscription(
+    context: AppContext, session: AsyncSession, tenant: str, subscription: dict[str, Any], deleted: bool
+) -> str:
+    status = "canceled" if deleted else subscription.get("status")
+    item = _first_item(subscription)
+    price_id = _id_of((item or {}).get("price"))
+
+    signup = await session.get(Signup, tenant)
+    if status in ACTIVE_STATUSES and signup is not None and signup.state != "complete":
+        await complete_paid_signup(context, session, tenant, _id_of(subscription.get("customer")), subscription["id"])
+    if not await _tenant_exists(context, tenant):
+        return "unmapped"
+
+    billing = await _billing_row(session, tenant)
+    previous = billing.subscription_status
+    billing.subscription_id = subscription["id"]
+    billing.customer_id = _id_of(subscription.get("customer")) or billing.customer_id
+    billing.subscription_status = status
+    billing.price_id = price_id
+    # In API versions from 2025-03-31 on, billing periods are on the subscription items.
+    billing.current_period_end = (item or {}).get("current_period_end")
+
+    if status in ACTIVE_STATUSES:
+        plan = await _plan_for_price(context, price_id)
+        if plan is not None:
+            await _apply_plan_from_stripe(context, session, tenant, plan)
+        await _resume_after_payment(context, session, billing)
+    elif status in DELINQUENT_STATUSES:
+        _start_grace_period(context, session, billing)
+    elif status in ENDED_STATUSES:
+        free = await _free_plan(context)
+        if free is not None:
+            await _apply_plan_from_stripe(context, session, tenant, free)
+        billing.grace_until = None
+    if previous != status:
+        record_audit(session, ACTOR, "billing.subscription_status", tenant, previous=previous, status=status, price=price_id)
+    return "applied"
+
+
+async def _invoice_settled(context: AppContext, session: AsyncSession, event: dict[str, Any], invoice: dict[str, Any]) -> str:
+    subscription_id = _invoice_subscription(invoice)
+    tenant = None
+    if subscription_id:
+        tenant = await session.scalar(select(TenantBilling.tenant).where(TenantBilling.subscription_id == subscription_id))
+    customer_id = _id_of(invoice.get("customer"))
+    if tenant is None and customer_id:
+        tenant = await session.scalar(select(TenantBilling.tenant).where(TenantBilling.customer_id == customer_id))
+    if tenant is None:
+        return "unmapped"
+    # Payment outcomes of one subscription are ordered among themselves: a late
+    # payment_failed must not restart a grace period that a newer invoice.paid ended.
+    verdict = await _advance_watermark(session, f"{subscription_id or customer_id}:payment", "payment", event)
+    if verdict == "older":
+        return "stale"
+    billing = await _billing_row(session, tenant)
+    if event["type"] == "invoice.paid":
+        await _resume_after_payment(context, session, billing)
+        record_audit(session, ACTOR, "billing.invoice_paid", tenant, invoice=invoice.get("id"))
+    else:
+        _start_grace_period(context, session, billing)
+        record_audit(
+            session, ACTOR, "billing.payment_failed", tenant, invoice=invoice.get("id"),
+            grace_until=billing.grace_until.isoformat() if billing.grace_until else None,
+        )
+    return "applied"
+
+
+def _start_grace_period(context: AppContext, session: AsyncSession, billing: TenantBilling) -> None:
+    if billing.grace_until is None and not billing.suspended_by_billing:
+        billing.grace_until = utcnow() + timedelta(hours=context.settings.grace_period_hours)
+
+
+async def _resume_after_payment(context: AppContext, session: AsyncSession, billing: TenantBilling) -> None:
+    billing.grace_until = None
+    if billing.suspended_by_billing:
+        await context.store.apply_tenant(billing.tenant, {"suspended": False}, CONTROL_API_FIELD_MANAGER)
+        billing.suspended_by_billing = False
+        record_audit(session, ACTOR, "billing.resumed", billing.tenant)
+
+
+async def suspend_expired_grace_periods(context: AppContext) -> list[str]:
+    """Suspend every tenant whose grace period after a failed payment has ended; return their names."""
+    suspended = []
+    async with context.sessions() as session, session.begin():
+        rows = await session.scalars(
+            select(TenantBilling)
+            .where(TenantBilling.grace_until <= utcnow(), TenantBilling.suspended_by_billing.is_(False))
+            .with_for_update(skip_locked=True)
+        )
+        for billing in rows.all():
+            try:
+                await context.store.apply_tenant(billing.tenant, {"suspended": True}, CONTROL_API_FIELD_MANAGER)
+            except StoreNotFound:
+                billing.grace_until = None
+                continue
+            billing.suspended_by_billing = True
+            billing.grace_until = None
+            record_audit(session, ACTOR, "billing.suspended", billing.tenant, reason="grace period ended")
+            suspended.append(billing.tenant)
+    for tenant in suspended:
+        logger.info("suspended tenant %s: grace period after a failed payment ended", tenant)
+    return suspended
+
+
+async def _apply_plan_from_stripe(context: AppContext, session: AsyncSession, tenant: str, plan: Plan) -> None:
+    """Write the plan Stripe reports; a plan below current usage marks the tenant over quota and deletes nothing."""
+    current = await context.store.get_tenant(tenant)
+    billing = await _billing_row(session, tenant)
+    excess = usage_excess(await latest_usage(session, tenant), limits_for(plan, current))
+    over_quota = "; ".join(item.describe() for item in excess) or None
+    if over_quota != billing.over_quota:
+        billing.over_quota = over_quota
+        record_audit(session, ACTOR, "billing.over_quota" if over_quota else "billing.within_quota", tenant, detail=over_quota, plan=plan.name)
+    if current.spec.plan != plan.name:
+        await write_plan(context.store, tenant, plan)
+        record_audit(session, ACTOR, "billing.plan_changed", tenant, previous=current.spec.plan, plan=plan.name)
+
+
+async def _tenant_for(session: AsyncSession, subscription: dict[str, Any], subscription_id: str) -> str | None:
+    tenant = await session.scalar(select(TenantBilling.tenant).where(TenantBilling.subscription_id == subscription_id))
+    if tenant is not None:
+        return tenant
+    tenant = (subscription.get("metadata") or {}).get("tenant")
+    if tenant:
+        return tenant
+    customer_id = _id_of(subscription.get("customer"))
+    if customer_id:
+        return await session.scalar(select(TenantBilling.tenant).where(TenantBilling.customer_id == customer_id))
+    return None
+
+
+async def _billing_row(session: AsyncSession, tenant: str) -> TenantBilling:
+    billing = await session.get(TenantBilling, tenant, with_for_update=True)
+    if billing is None:
+        await session.execute(insert(TenantBilling).values(tenant=tenant).on_conflict_do_nothing(index_elements=[TenantBilling.tenant]))
+        billing = await session.get(TenantBilling, tenant, with_for_update=True, populate_existing=True)
+    assert billing is not None
+    return billing
+
+
+async def _tenant_exists(context: AppContext, tenant: str) -> bool:
+    try:
+        await context.store.get_tenant(tenant)
+    except StoreNotFound:
+        return False
+    return True
+
+
+async def _plan_or_none(context: AppContext, name: str) -> Plan | None:
+    try:
+        return await context.store.get_plan(name)
+    except StoreNotFound:
+        logger.warning("Stripe refers to plan %s, which does not exist", name)
+        return None
+
+
+async def _plan_for_price(context: AppContext, price_id: str | None) -> Plan | None:
+    if price_id is None:
+        return None
+    for plan in await context.store.list_plans():
+        if plan.spec.billing.stripe_price_id == price_id:
+            return plan
+    logger.warning("Stripe price %s belongs to no plan; the tenant keeps its plan", price_id)
+    return None
+
+
+async def _free_plan(context: AppContext) -> Plan | None:
+    """Return the plan a tenant falls back to when its subscription ends: `free`, else the cheapest unpaid plan."""
+    plans = [plan for plan in await context.store.list_plans() if plan.spec.billing.stripe_price_id is None]
+    for plan in plans:
+        if plan.name == "free":
+            return plan
+    return min(plans, key=lambda plan: plan.spec.billing.monthly_price_cents, default=None)
+
+
+def _first_item(subscription: dict[str, Any]) -> dict[str, Any] | None:
+    items = ((subscription.get("items") or {}).get("data")) or []
+    return items[0] if items else None
+
+
+def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
+    # From API version 2025-03-31 the subscription sits under parent.subscription_details.
+    details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
+    return _id_of(details.get("subscription")) or _id_of(invoice.get("subscription"))
+
+
+def _id_of(value: Any) -> str | None:
+    """Return the id of an expandable Stripe field, which is either an id string or an object."""
+    if isinstance(value, dict):
+        return value.get("id")
+    return value if isinstance(value, str) and value else None

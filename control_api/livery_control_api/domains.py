@@ -1,0 +1,128 @@
+"""Custom domains: claimed with a DNS TXT challenge, unique across tenants, never under the base domain."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livery.models.tenant import MAX_DOMAINS, Tenant
+
+from .context import AppContext
+from .errors import Conflict, Forbidden, InvalidInput, NotFound
+from .schemas import DomainView
+from .tables import PendingDomain
+from .tenant_access import apply_spec, load_plan, load_tenant
+
+CHALLENGE_LABEL = "_livery-challenge"
+CHALLENGE_PREFIX = "livery-verification="
+
+
+def challenge_name(domain: str) -> str:
+    return f"{CHALLENGE_LABEL}.{domain}"
+
+
+def pending_view(row: PendingDomain) -> DomainView:
+    return DomainView(
+        domain=row.domain, verified=False, txt_name=challenge_name(row.domain), txt_value=CHALLENGE_PREFIX + row.token
+    )
+
+
+async def list_domains(session: AsyncSession, tenant: Tenant) -> list[DomainView]:
+    verified = [DomainView(domain=domain, verified=True) for domain in tenant.spec.domains or []]
+    pending = (await session.scalars(select(PendingDomain).where(PendingDomain.tenant == tenant.name))).all()
+    return verified + [pending_view(row) for row in pending if row.domain not in (tenant.spec.domains or [])]
+
+
+async def _claimed_by(context: AppContext, domain: str) -> str | None:
+    """Return the tenant whose spec.domains holds `domain`, if any."""
+    for other in await context.store.list_tenants():
+        if domain in (other.spec.domains or []):
+            return other.name
+    return None
+
+
+def _check_not_platform_host(context: AppContext, domain: str) -> None:
+    base = context.settings.base_domain
+    if domain == base or domain.endswith("." + base):
+        raise InvalidInput(
+            f"domain {domain!r} is under the platform's base domain {base!r}; every tenant already has "
+            f"<name>.{base}, so add a domain you own instead",
+            field="domain",
+        )
+
+
+async def request_domain(context: AppContext, session: AsyncSession, name: str, domain: str) -> DomainView:
+    """Reserve `domain` for the tenant and return the TXT record that proves ownership."""
+    tenant = await load_tenant(context, name)
+    plan = await load_plan(context, tenant.spec.plan)
+    if not plan.spec.features.custom_domains:
+        raise Forbidden(
+            f"plan {plan.name!r} does not include custom domains; upgrade to a plan with customDomains",
+            field="domain", code="feature_unavailable",
+        )
+    _check_not_platform_host(context, domain)
+    if domain in (tenant.spec.domains or []):
+        raise Conflict(f"domain {domain!r} is already verified for this tenant", field="domain")
+    if len(tenant.spec.domains or []) >= MAX_DOMAINS:
+        raise InvalidInput(f"a tenant may have at most {MAX_DOMAINS} custom domains", field="domain")
+    owner = await _claimed_by(context, domain)
+    if owner is not None:
+        raise Conflict(f"domain {domain!r} is already used by another tenant", field="domain", code="domain_taken")
+
+    existing = await session.get(PendingDomain, domain)
+    if existing is not None:
+        if existing.tenant != name:
+            raise Conflict(f"domain {domain!r} is already used by another tenant", field="domain", code="domain_taken")
+        return pending_view(existing)
+    row = PendingDomain(domain=domain, tenant=name, token=secrets.token_hex(16))
+    session.add(row)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict(f"domain {domain!r} is already used by another tenant", field="domain", code="domain_taken") from None
+    return pending_view(row)
+
+
+async def verify_domain(context: AppContext, session: AsyncSession, name: str, domain: str) -> DomainView:
+    """Add `domain` to spec.domains once its TXT record carries the tenant's token."""
+    row = await session.get(PendingDomain, domain, with_for_update=True)
+    if row is None or row.tenant != name:
+        raise NotFound(f"no pending domain {domain!r} for tenant {name!r}; add it first", field="domain")
+    expected = CHALLENGE_PREFIX + row.token
+    records = await context.dns.txt_records(challenge_name(domain))
+    if expected not in records:
+        raise Conflict(
+            f"TXT record {challenge_name(domain)} with value {expected} not found; create it at your DNS provider "
+            "and retry (DNS changes can take a few minutes)",
+            field="domain", code="dns_unverified",
+        )
+    # Checked again here: another tenant may have been given the domain by an admin meanwhile.
+    owner = await _claimed_by(context, domain)
+    if owner is not None and owner != name:
+        raise Conflict(f"domain {domain!r} is already used by another tenant", field="domain", code="domain_taken")
+    tenant = await load_tenant(context, name)
+    domains = list(tenant.spec.domains or [])
+    if domain not in domains:
+        domains.append(domain)
+        await apply_spec(context, name, {"domains": domains})
+    await session.delete(row)
+    await session.commit()
+    return DomainView(domain=domain, verified=True)
+
+
+async def remove_domain(context: AppContext, session: AsyncSession, name: str, domain: str) -> None:
+    tenant = await load_tenant(context, name)
+    row = await session.get(PendingDomain, domain)
+    domains = list(tenant.spec.domains or [])
+    if domain not in domains and (row is None or row.tenant != name):
+        raise NotFound(f"tenant {name!r} has no domain {domain!r}", field="domain")
+    if domain in domains:
+        domains.remove(domain)
+        await apply_spec(context, name, {"domains": domains or None})
+    if row is not None and row.tenant == name:
+        await session.delete(row)
+        await session.commit()

@@ -1,0 +1,120 @@
+"""API errors and the handlers that render every error as `{"error": {"code", "message", "field"}}`.
+
+FastAPI's own validation errors and Starlette's 404 and 405 responses go
+through the same handlers, so a client parses one error shape everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from livery.models.errors import describe_error, field_path
+
+logger = logging.getLogger("livery.control_api")
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a stable machine-readable code and the field it concerns."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.headers = headers
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(ApiError):
+    status_code = 422
+    code = "invalid"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str = "missing or invalid credentials", **kwargs) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(message, **kwargs)
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+class PaymentRequired(ApiError):
+    status_code = 402
+    code = "payment_required"
+
+
+class TooManyRequests(ApiError):
+    status_code = 429
+    code = "rate_limited"
+
+
+class Unavailable(ApiError):
+    status_code = 503
+    code = "unavailable"
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    lines = []
+    first_field = None
+    for error in exc.errors():
+        location = [part for part in error.get("loc", ()) if part not in ("body", "query", "path", "header", "form")]
+        path, message = describe_error({**error, "loc": location})
+        lines.append(f"{path}: {message}")
+        first_field = first_field or field_path(location)
+    return JSONResponse(error_body("invalid", "; ".join(lines), first_field), status_code=422)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden", 413: "too_large"}
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if exc.status_code == 404:
+        message = f"no such resource: {request.url.path}"
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # The message of an unexpected error may contain a URL or a key, so only its type is logged.
+    logger.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=False)
+    return JSONResponse(error_body("internal", "internal error; the request was not completed"), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,56 @@
+"""Logo uploads: checked, then stored under the tenant's file storage prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from livery.naming import storage_prefix
+
+from .context import AppContext
+from .errors import InvalidInput, Unavailable
+
+MAX_LOGO_BYTES = 512 * 1024
+
+# Each allowed format with the bytes its files start with, so a renamed file is rejected.
+LOGO_FORMATS = {
+    "image/png": ("png", (b"\x89PNG\r\n\x1a\n",)),
+    "image/jpeg": ("jpg", (b"\xff\xd8\xff",)),
+    "image/webp": ("webp", (b"RIFF",)),
+    "image/svg+xml": ("svg", (b"<svg", b"<?xml")),
+}
+
+
+def _open_storage(context: AppContext):
+    try:
+        from livery.storage import open_storage
+    except ImportError:
+        raise Unavailable("file storage is not available in this build, so logos cannot be uploaded") from None
+    settings = context.settings
+    files_dir = Path(settings.files_dir) if settings.files_dir else None
+    return open_storage(settings.s3_bucket, settings.s3_endpoint_url, files_dir)
+
+
+async def store_logo(context: AppContext, tenant: str, upload: UploadFile) -> str:
+    """Store the uploaded logo and return the `/branding/...` URL the tenant app serves it at."""
+    content_type = (upload.content_type or "").split(";")[0].strip().lower()
+    if content_type not in LOGO_FORMATS:
+        raise InvalidInput(
+            f"logo must be PNG, JPEG, WebP or SVG, got content type {content_type or 'none'!r}", field="file"
+        )
+    data = await upload.read(MAX_LOGO_BYTES + 1)
+    if len(data) > MAX_LOGO_BYTES:
+        raise InvalidInput(f"logo must be at most {MAX_LOGO_BYTES // 1024} KiB", field="file")
+    extension, signatures = LOGO_FORMATS[content_type]
+    head = data.lstrip()[:16]
+    if not any(head.startswith(signature) for signature in signatures):
+        raise InvalidInput(f"logo content is not a {extension.upper()} file", field="file")
+    if extension == "svg" and (b"<script" in data.lower() or b"javascript:" in data.lower()):
+        raise InvalidInput("SVG logos must not contain scripts", field="file")
+
+    file_name = f"logo.{extension}"
+    storage = _open_storage(context)
+    await run_in_threadpool(storage.put_bytes, f"{storage_prefix(tenant)}branding/{file_name}", data, content_type)
+    return f"/branding/{file_name}"

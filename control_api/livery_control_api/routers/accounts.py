@@ -1,0 +1,160 @@
+"""Signup, tokens, email verification and the caller's own account."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request, Response
+from sqlalchemy import select
+
+from ..dependencies import Context, CurrentCaller, Session, current_account, utcnow
+from ..errors import InvalidInput, TooManyRequests, Unauthorized
+from ..schemas import NameCheck, SignupRequest, SignupResponse, TokenResponse
+from ..security import issue_token, read_token, token_digest, verify_password
+from ..signup import check_tenant_name, sign_up
+from ..tables import Account, EmailVerificationToken, Membership
+from ..views import status_view
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+
+@router.get("/signup/check-name", response_model=NameCheck)
+async def check_name(
+    context: Context, session: Session, name: Annotated[str, Query(max_length=63, description="Tenant name to check.")]
+) -> NameCheck:
+    """Say whether a tenant name is free, invalid, reserved or taken; the signup page calls it as the user types."""
+    return await check_tenant_name(name, context.store, session)
+
+
+@router.post("/signup", response_model=SignupResponse, status_code=201)
+async def signup(body: SignupRequest, context: Context, session: Session, response: Response) -> SignupResponse:
+    """Create the owner account and the tenant; a paid plan returns a Stripe Checkout URL instead."""
+    result = await sign_up(context, session, body)
+    outcome = "created" if result.created else "repeated"
+    context.metrics.signups.labels(result.signup.plan, outcome).inc()
+    if result.verification_token is not None:
+        link = f"{context.settings.public_url.rstrip('/')}/verify-email?token={result.verification_token}"
+        await context.mailer.send(result.account.email, "Confirm your email address", f"Open {link} to confirm.")
+    if not result.created:
+        response.status_code = 200
+
+    status = None
+    if result.signup.state == "complete":
+        try:
+            status = status_view(await context.store.get_tenant(result.signup.tenant))
+        except Exception:  # the Tenant exists; a failed status read must not fail the signup response
+            status = None
+    return SignupResponse(
+        tenant=result.signup.tenant,
+        state="provisioning" if result.signup.state == "complete" else "pending_payment",
+        plan=result.signup.plan,
+        checkout_url=result.signup.checkout_url if result.signup.state != "complete" else None,
+        status=status,
+    )
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/auth/token", response_model=TokenResponse)
+async def token(
+    request: Request,
+    context: Context,
+    session: Session,
+    grant_type: Annotated[str, Form(pattern="^(password|refresh_token)$")] = "password",
+    username: Annotated[str | None, Form(max_length=254)] = None,
+    password: Annotated[str | None, Form(max_length=256)] = None,
+    refresh_token: Annotated[str | None, Form(max_length=4096)] = None,
+) -> TokenResponse:
+    """OAuth2 token endpoint: the password grant (email as username) or the refresh_token grant."""
+    settings = context.settings
+    secret = settings.jwt_secret.get_secret_value()
+    if grant_type == "refresh_token":
+        if not refresh_token:
+            raise InvalidInput("refresh_token is required for grant_type refresh_token", field="refresh_token")
+        claims = read_token(secret, refresh_token, "refresh")
+        account = await session.get(Account, claims.account_id) if claims else None
+        if claims is None or account is None or account.token_version != claims.token_version:
+            raise Unauthorized("refresh token is invalid or expired; sign in again", code="invalid_grant")
+        return _tokens(context, account)
+
+    if not username or not password:
+        raise InvalidInput("username and password are required for grant_type password", field="username")
+    email = username.lower()
+    keys = (f"account:{email}", f"address:{client_address(request)}")
+    wait = context.limiter.retry_after(*keys)
+    if wait is not None:
+        raise TooManyRequests(
+            f"too many failed sign-ins; retry in {wait} seconds", headers={"Retry-After": str(wait)}
+        )
+    account = await session.scalar(select(Account).where(Account.email == email))
+    if not await verify_password(account.password_hash if account else None, password):
+        context.limiter.record_failure(*keys)
+        raise Unauthorized("email or password is wrong", code="invalid_grant")
+    context.limiter.record_success(keys[0])
+    return _tokens(context, account)
+
+
+def _tokens(context: Context, account: Account) -> TokenResponse:
+    settings = context.settings
+    secret = settings.jwt_secret.get_secret_value()
+    access_seconds = settings.access_token_minutes * 60
+    return TokenResponse(
+        access_token=issue_token(secret, account.id, account.email, "access", access_seconds, account.token_version),
+        expires_in=access_seconds,
+        refresh_token=issue_token(
+            secret, account.id, account.email, "refresh", settings.refresh_token_days * 86400, account.token_version
+        ),
+    )
+
+
+@router.post("/auth/verify-email", status_code=204)
+async def verify_email(session: Session, token: Annotated[str, Form(max_length=256)]) -> None:
+    """Mark the account's email verified with the token from the verification email."""
+    row = await session.get(EmailVerificationToken, token_digest(token), with_for_update=True)
+    if row is None or row.used_at is not None or row.expires_at < utcnow():
+        raise InvalidInput("verification token is invalid, used or expired; request a new one", field="token")
+    account = await session.get(Account, row.account_id)
+    row.used_at = utcnow()
+    if account is not None and account.email_verified_at is None:
+        account.email_verified_at = utcnow()
+    await session.commit()
+
+
+@router.get("/me")
+async def me(caller: CurrentCaller, session: Session) -> dict:
+    """Return the signed-in account and its tenants with the role in each."""
+    account = await current_account(session, caller)
+    memberships = (await session.scalars(select(Membership).where(Membership.account_id == account.id))).all()
+    return {
+        "email": account.email,
+        "emailVerified": account.email_verified_at is not None,
+        "tenants": [{"name": membership.tenant, "role": membership.role} for membership in memberships],
+    }
+
+
+@router.post("/auth/logout-everywhere", status_code=204)
+async def logout_everywhere(caller: CurrentCaller, session: Session) -> None:
+    """Invalidate every refresh token of the account; access tokens expire on their own."""
+    account = await current_account(session, caller)
+    account.token_version += 1
+    await session.commit()
+
+
+@router.post("/auth/change-password", status_code=204)
+async def change_password(
+    caller: CurrentCaller,
+    session: Session,
+    current_password: Annotated[str, Form(max_length=256)],
+    new_password: Annotated[str, Form(min_length=10, max_length=256)],
+) -> None:
+    """Change the password and invalidate every refresh token issued before."""
+    from ..security import hash_password
+
+    account = await current_account(session, caller)
+    if not await verify_password(account.password_hash, current_password):
+        raise InvalidInput("current password is wrong", field="current_password")
+    account.password_hash = await hash_password(new_password)
+    account.token_version += 1
+    await session.commit()

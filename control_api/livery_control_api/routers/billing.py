@@ -1,0 +1,97 @@
+"""Stripe webhooks and usage reports from tenant apps."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC
+
+from fastapi import APIRouter, Request
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+
+from livery.drivers.base import SECRET_USAGE_TOKEN
+
+from ..billing.events import process_event
+from ..billing.provider import BillingError, SignatureInvalid
+from ..dependencies import Context, Session, bearer_token
+from ..errors import ApiError, Unauthorized
+from ..schemas import UsageRequest, UsageResponse
+from ..security import constant_time_equal
+from ..tables import TenantBilling, UsageRecord
+
+logger = logging.getLogger("livery.control_api.billing")
+
+router = APIRouter(prefix="/v1", tags=["billing"])
+
+
+class WebhookRejected(ApiError):
+    status_code = 400
+    code = "invalid_signature"
+
+
+@router.post("/billing/webhook")
+async def stripe_webhook(request: Request, context: Context) -> dict:
+    """Receive a Stripe event, verified on the raw request body; each event id takes effect once."""
+    payload = await request.body()
+    try:
+        event = context.billing.construct_event(payload, request.headers.get("stripe-signature"))
+    except SignatureInvalid as exc:
+        context.metrics.webhook_events.labels("unknown", "rejected").inc()
+        logger.warning("rejected a webhook request: %s", exc)
+        raise WebhookRejected(str(exc)) from None
+    outcome = await process_event(context, event)
+    return {"received": True, "outcome": outcome.outcome}
+
+
+@router.post("/usage", response_model=UsageResponse)
+async def report_usage(body: UsageRequest, request: Request, context: Context, session: Session) -> UsageResponse:
+    """Store usage reports from a tenant app; a report id seen before is counted once."""
+    token = bearer_token(request)
+    secret = await context.store.read_tenant_secret(body.tenant) if token else None
+    expected = (secret or {}).get(SECRET_USAGE_TOKEN)
+    # Unknown tenant and wrong token get the same answer, so the endpoint reveals no tenant names.
+    if token is None or not expected or not constant_time_equal(token, expected):
+        raise Unauthorized("usage token is missing or does not match the tenant")
+
+    rows = [
+        {
+            "id": str(report.id), "tenant": body.tenant, "metric": report.metric, "value": report.value,
+            "timestamp": report.timestamp if report.timestamp.tzinfo else report.timestamp.replace(tzinfo=UTC),
+        }
+        for report in body.reports
+    ]
+    inserted = (
+        await session.scalars(
+            insert(UsageRecord).values(rows).on_conflict_do_nothing(index_elements=[UsageRecord.id]).returning(UsageRecord.id)
+        )
+    ).all()
+    await session.commit()
+
+    new_ids = set(inserted)
+    api_calls = [row for row in rows if row["metric"] == "api_calls" and row["id"] in new_ids]
+    if api_calls and context.billing.enabled:
+        await _send_meter_events(context, session, body.tenant, api_calls)
+    return UsageResponse(accepted=len(new_ids), duplicates=len(rows) - len(new_ids))
+
+
+async def _send_meter_events(context: Context, session: Session, tenant: str, rows: list[dict]) -> None:
+    """Report API calls to Stripe Billing Meters with the report id as the meter event identifier."""
+    billing = await session.get(TenantBilling, tenant)
+    if billing is None or billing.customer_id is None:
+        return
+    sent = []
+    for row in rows:
+        try:
+            await context.billing.send_meter_event(
+                identifier=row["id"], customer_id=billing.customer_id, value=row["value"],
+                timestamp=int(row["timestamp"].timestamp()),
+            )
+        except BillingError as exc:
+            # TODO: resend unsent meter events (meter_event_sent false) from a background task;
+            # the identifier is the report id, so Stripe counts a resent event once.
+            logger.warning("meter event for usage report %s of tenant %s failed: %s", row["id"], tenant, exc)
+            continue
+        sent.append(row["id"])
+    if sent:
+        await session.execute(update(UsageRecord).where(UsageRecord.id.in_(sent)).values(meter_event_sent=True))
+        await session.commit()

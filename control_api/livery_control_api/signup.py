@@ -1,0 +1,202 @@
+"""Signup: name check, owner account, Tenant resource or Stripe Checkout.
+
+A signup writes its database rows and the Tenant resource as one unit: the
+rows are flushed (so unique constraints decide races) before the Tenant is
+written, and the transaction commits only after the write succeeded. If the
+commit fails afterwards, the Tenant is deleted again, so no path leaves an
+account without its tenant or a tenant without its account.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livery.models.plan import Plan
+from livery.models.rules import TENANT_NAME
+from livery.models.tenant import reserved_name_reason
+from livery.store.base import CONTROL_API_FIELD_MANAGER, NotFound as StoreNotFound, ResourceStore
+
+from .billing.provider import BillingError
+from .context import AppContext
+from .dependencies import utcnow
+from .errors import Conflict, InvalidInput, PaymentRequired, Unavailable
+from .schemas import NameCheck, SignupRequest
+from .security import hash_password, new_token, token_digest, verify_password
+from .tables import Account, EmailVerificationToken, Membership, Signup, TenantBilling
+
+logger = logging.getLogger("livery.control_api.signup")
+
+VERIFICATION_HOURS = 48
+
+
+async def check_tenant_name(name: str, store: ResourceStore, session: AsyncSession) -> NameCheck:
+    """Say whether `name` can be signed up, with distinct reasons for invalid, reserved and taken names."""
+    try:
+        TENANT_NAME.check(name)
+    except Exception as exc:  # pydantic_core.PydanticCustomError carries the rule text
+        message = str(exc)
+        return NameCheck(name=name, available=False, reason="invalid", message=f"Tenant name {message}")
+    reason = reserved_name_reason(name)
+    if reason is not None:
+        return NameCheck(name=name, available=False, reason="reserved", message=f"Tenant name {name!r} {reason}.")
+    if await session.get(Signup, name) is not None or await _tenant_exists(store, name):
+        return NameCheck(name=name, available=False, reason="taken", message=f"Tenant name {name!r} is already taken.")
+    return NameCheck(name=name, available=True, message=f"{name!r} is available.")
+
+
+async def _tenant_exists(store: ResourceStore, name: str) -> bool:
+    try:
+        await store.get_tenant(name)
+    except StoreNotFound:
+        return False
+    return True
+
+
+@dataclass
+class SignupResult:
+    signup: Signup
+    account: Account
+    created: bool
+    verification_token: str | None = None
+
+
+def tenant_spec(signup: Signup) -> dict:
+    return {"displayName": signup.display_name, "plan": signup.plan, "owner": {"email": signup.email}}
+
+
+async def sign_up(context: AppContext, session: AsyncSession, request: SignupRequest) -> SignupResult:
+    """Create the owner account and the Tenant, or start a Checkout for a paid plan.
+
+    A repeat of a completed or pending signup with the same email, tenant and
+    password returns the first result and creates nothing.
+    """
+    email = request.email.lower()
+    existing = await session.get(Signup, request.tenant)
+    if existing is not None:
+        return await _repeat(session, existing, email, request.password)
+
+    check = await check_tenant_name(request.tenant, context.store, session)
+    if not check.available:
+        error = Conflict if check.reason == "taken" else InvalidInput
+        raise error(check.message, field="tenant", code=f"name_{check.reason}")
+    plan = await _plan_for_signup(context, request.plan)
+
+    account = await session.scalar(select(Account).where(Account.email == email))
+    if account is None:
+        account = Account(id=str(uuid.uuid4()), email=email, password_hash=await hash_password(request.password))
+        session.add(account)
+    elif not await verify_password(account.password_hash, request.password):
+        raise Conflict(
+            f"an account with {email} exists already; sign in with its password to add a tenant", field="email",
+            code="account_exists",
+        )
+
+    paid = plan.spec.billing.stripe_price_id is not None
+    signup = Signup(
+        tenant=request.tenant, email=email, display_name=request.display_name, plan=plan.name,
+        account_id=account.id, state="pending_payment" if paid else "complete",
+    )
+    session.add(signup)
+    session.add(Membership(account_id=account.id, tenant=request.tenant, role="owner"))
+    verification = new_token()
+    session.add(
+        EmailVerificationToken(
+            token_hash=token_digest(verification), account_id=account.id,
+            expires_at=utcnow() + timedelta(hours=VERIFICATION_HOURS),
+        )
+    )
+    try:
+        await session.flush()
+    except IntegrityError:
+        # A concurrent signup for the same tenant name or email won the race.
+        await session.rollback()
+        existing = await session.get(Signup, request.tenant)
+        if existing is not None:
+            return await _repeat(session, existing, email, request.password)
+        raise Conflict(f"signup for {request.tenant!r} collided with another; retry", field="tenant") from None
+
+    if paid:
+        await _start_checkout(context, session, signup, plan)
+        await session.commit()
+    else:
+        await _write_tenant_then_commit(context, session, signup)
+    logger.info("signup of tenant %s on plan %s (%s)", signup.tenant, plan.name, signup.state)
+    return SignupResult(signup=signup, account=account, created=True, verification_token=verification)
+
+
+async def _repeat(session: AsyncSession, existing: Signup, email: str, password: str) -> SignupResult:
+    account = await session.get(Account, existing.account_id)
+    if existing.email != email or account is None or not await verify_password(account.password_hash, password):
+        raise Conflict(f"Tenant name {existing.tenant!r} is already taken.", field="tenant", code="name_taken")
+    return SignupResult(signup=existing, account=account, created=False)
+
+
+async def _plan_for_signup(context: AppContext, name: str) -> Plan:
+    try:
+        plan = await context.store.get_plan(name)
+    except StoreNotFound:
+        known = ", ".join(plan.name for plan in await context.store.list_plans()) or "none"
+        raise InvalidInput(f"plan {name!r} does not exist; available plans: {known}", field="plan") from None
+    if plan.spec.billing.stripe_price_id is not None and not context.billing.enabled:
+        raise PaymentRequired(
+            f"plan {name!r} is paid and this platform has no billing configured; sign up for a free plan "
+            "and ask a platform admin to change it",
+            field="plan",
+        )
+    return plan
+
+
+async def _start_checkout(context: AppContext, session: AsyncSession, signup: Signup, plan: Plan) -> None:
+    base = context.settings.public_url.rstrip("/")
+    try:
+        checkout = await context.billing.create_checkout_session(
+            tenant=signup.tenant, plan=plan, email=signup.email, customer_id=None,
+            success_url=f"{base}/console/{signup.tenant}?checkout=success",
+            cancel_url=f"{base}/signup?checkout=cancelled",
+            idempotency_key=f"signup-{signup.tenant}-{token_digest(signup.email)[:16]}",
+        )
+    except BillingError as exc:
+        await session.rollback()
+        raise Unavailable(f"payment could not be started: {exc}; nothing was created, retry later") from None
+    signup.checkout_session_id = checkout.id
+    signup.checkout_url = checkout.url
+
+
+async def _write_tenant_then_commit(context: AppContext, session: AsyncSession, signup: Signup) -> None:
+    try:
+        await context.store.apply_tenant(signup.tenant, tenant_spec(signup), CONTROL_API_FIELD_MANAGER)
+    except Exception:
+        await session.rollback()
+        raise
+    try:
+        await session.commit()
+    except Exception:
+        logger.error("signup of tenant %s failed at commit; deleting its Tenant again", signup.tenant)
+        await context.store.delete_tenant(signup.tenant)
+        raise
+
+
+async def complete_paid_signup(
+    context: AppContext, session: AsyncSession, tenant: str, customer_id: str | None, subscription_id: str | None
+) -> bool:
+    """Write the Tenant of a signup whose payment completed; return False when no signup waits for it."""
+    signup = await session.get(Signup, tenant, with_for_update=True)
+    if signup is None:
+        return False
+    if signup.state != "complete":
+        await context.store.apply_tenant(signup.tenant, tenant_spec(signup), CONTROL_API_FIELD_MANAGER)
+        signup.state = "complete"
+    billing = await session.get(TenantBilling, tenant, with_for_update=True)
+    if billing is None:
+        billing = TenantBilling(tenant=tenant)
+        session.add(billing)
+    billing.customer_id = customer_id or billing.customer_id
+    billing.subscription_id = subscription_id or billing.subscription_id
+    return True
