@@ -19,6 +19,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .config import ConfigWatcher
+from .db import TenantDatabase
 from .deps import LoginRequired
 from .errors import install_error_handlers
 from .files import FileService
@@ -28,7 +29,6 @@ from .ratelimit import LimiterStore, MemoryLimiterStore, RateLimitMiddleware, Re
 from .routes import api, operations, pages, signin
 from .security import SecurityHeadersMiddleware, SessionMiddleware, SessionSigner
 from .settings import TenantAppSettings, get_settings
-from .transactions import TenantDatabase
 from .usage import UsageReporter
 
 logger = logging.getLogger(__name__)
@@ -50,12 +50,7 @@ def create_app(
         logger.warning("tenant config names tenant %s but LIVERY_TENANT is %s", tenant, settings.tenant)
 
     metrics = AppMetrics()
-    database = TenantDatabase(
-        settings.database_url.get_secret_value(),
-        settings.tenant,
-        schema=settings.db_schema if settings.isolation == "schema" else None,
-        pool_size=settings.database_pool_size,
-    )
+    database = TenantDatabase.from_settings(settings)
     if storage is None:
         storage = _open_storage(settings)
     if limiter_store is None:
@@ -91,7 +86,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.config_watcher = watcher
-    app.state.database = database
+    app.state.tenant_database = database
     app.state.files = FileService(storage, settings.tenant)
     app.state.metrics = metrics
     app.state.usage = usage_reporter

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth import api_key_matches, has_permission, parse_api_key
 from .config import LoadedConfig
-from .db.models import ApiKey, User
+from .db import ApiKey, TenantSession, User
 from .errors import AppError
 from .rendering import loaded_config
 from .security import CSRF_FORM_FIELD, CSRF_HEADER, Session, csrf_matches
@@ -22,13 +22,8 @@ API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-async def db_transaction(request: Request) -> AsyncIterator[AsyncSession]:
-    """Yield the request's one transaction; it commits before the response is sent, or rolls back."""
-    async with request.app.state.database.transaction() as session:
-        yield session
-
-
-Db = Annotated[AsyncSession, Depends(db_transaction, scope="function")]
+# The request's one transaction, bound to the tenant; it commits before the response is sent, or rolls back.
+Db = TenantSession
 Config = Annotated[LoadedConfig, Depends(loaded_config)]
 
 
@@ -59,9 +54,10 @@ class LoginRequired(Exception):
 
 
 async def find_session_user(db: AsyncSession, session: Session) -> User | None:
-    if not session.user_id:
+    user_id = _uuid_or_none(session.user_id)
+    if user_id is None:
         return None
-    user = await db.get(User, _uuid_or_none(session.user_id))
+    user = await db.get(User, user_id)
     if user is None or not user.is_active or session.auth_version != auth_version(user):
         return None
     return user
@@ -117,14 +113,26 @@ async def page_identity(request: Request, db: Db) -> Identity:
     user = await find_session_user(db, request_session(request))
     if user is None:
         raise LoginRequired()
-    request.scope["state"]["page_user"] = user
+    remember_page_user(request, user)
     return Identity(user=user, via_api_key=False)
 
 
 async def optional_page_user(request: Request, db: Db) -> User | None:
     user = await find_session_user(db, request_session(request))
-    request.scope["state"]["page_user"] = user
+    remember_page_user(request, user)
     return user
+
+
+@dataclass(frozen=True)
+class SignedInUser:
+    """What page templates show of the signed-in user; plain values, so error pages render after a rollback."""
+
+    email: str
+    role: str
+
+
+def remember_page_user(request: Request, user: User | None) -> None:
+    request.scope["state"]["page_user"] = None if user is None else SignedInUser(email=user.email, role=user.role)
 
 
 PageUser = Annotated[Identity, Depends(page_identity)]
@@ -140,10 +148,8 @@ def verify_csrf_form(request: Request, csrf_token: Annotated[str, Form()] = "") 
 CsrfChecked = Depends(verify_csrf_form)
 
 
-def _uuid_or_none(value: str):
-    import uuid
-
+def _uuid_or_none(value: str | None) -> uuid.UUID | None:
     try:
-        return uuid.UUID(value)
+        return uuid.UUID(value) if value else None
     except (ValueError, TypeError):
         return None

@@ -41,7 +41,7 @@ def app_settings(config_path, tenant: str, database_url: str = "postgresql://nob
         tenant=tenant,
         tenant_config=config_path,
         database_url=database_url,
-        session_key="test-session-key-" + tenant,
-        login_key="test-login-key-" + tenant,
+        session_key=f"session-key-{tenant}-0123456789abcdef0123456789",
+        login_key=f"login-key-{tenant}-0123456789abcdef0123456789",
         **values,
     )

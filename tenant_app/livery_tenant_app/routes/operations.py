@@ -7,10 +7,9 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from livery.tenant_schema import HEAD_REVISION, VERSION_TABLE
+from livery.tenant_schema import HEAD_REVISION
 
 from ..errors import not_found
 from ..files import check_relative_path, sniff_image_type
@@ -31,8 +30,7 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     """Ready: the database answers and its schema is at the app's migration head."""
     try:
-        async with request.app.state.database.transaction() as session:
-            revision = (await session.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))).scalar_one_or_none()
+        revision = await request.app.state.tenant_database.schema_revision()
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
         logger.warning("readiness check failed: database unreachable: %s", type(exc).__name__)
         return JSONResponse({"ready": False, "reason": "DatabaseUnreachable"}, status_code=503)
