@@ -75,39 +75,39 @@ def build_registry(
     async def close(**_: Any) -> None:
         await reconciler.client.close()
 
-    @kopf.index(*tenants, registry=registry)
+    @kopf.index(*tenants, id="tenant_hosts", registry=registry)
     async def tenant_hosts(name: str, spec: Any, meta: Any, **_: Any) -> dict[str, tuple[str, str]]:
         created = meta.get("creationTimestamp") or ""
         hosts = [naming.primary_host(name, reconciler.settings.base_domain), *(spec.get("domains") or [])]
         return {host: (created, name) for host in hosts}
 
-    @kopf.index(*tenants, registry=registry)
+    @kopf.index(*tenants, id="tenants_by_plan", registry=registry)
     async def tenants_by_plan(name: str, spec: Any, **_: Any) -> dict[str, str]:
         return {spec.get("plan", ""): name}
 
-    @kopf.on.resume(*tenants, registry=registry)
-    @kopf.on.create(*tenants, registry=registry)
-    @kopf.on.update(*tenants, registry=registry)
-    async def reconcile(name: str, reason: str, tenant_hosts: kopf.Index, **_: Any) -> None:
+    @kopf.on.resume(*tenants, id="reconcile", registry=registry)
+    @kopf.on.create(*tenants, id="reconcile", registry=registry)
+    @kopf.on.update(*tenants, id="reconcile", registry=registry)
+    async def reconcile(name: str, reason: str, retry: int, tenant_hosts: kopf.Index, **_: Any) -> None:
         result = await reconciler.reconcile(name, str(reason), tenant_hosts)
         if result is None:
             return
         if result.permanent_error is not None:
             raise kopf.PermanentError(result.permanent_error)
         if result.retry_after is not None:
-            raise kopf.TemporaryError(_failure_summary(result), delay=result.retry_after)
+            raise kopf.TemporaryError(_failure_summary(result), delay=backoff(retry, result.retry_after))
 
-    @kopf.on.delete(*tenants, registry=registry)
-    async def finalize(name: str, **_: Any) -> None:
+    @kopf.on.delete(*tenants, id="finalize", registry=registry)
+    async def finalize(name: str, retry: int, **_: Any) -> None:
         result = await reconciler.finalize(name)
         if result is not None and not result.finished:
-            raise kopf.TemporaryError(_failure_summary(result), delay=result.retry_after or 15)
+            raise kopf.TemporaryError(_failure_summary(result), delay=backoff(retry, result.retry_after or 15))
 
-    @kopf.timer(*tenants, interval=resync_seconds, initial_delay=resync_seconds, registry=registry)
+    @kopf.timer(*tenants, id="resync", interval=resync_seconds, initial_delay=resync_seconds, registry=registry)
     async def resync(name: str, tenant_hosts: kopf.Index, **_: Any) -> None:
         await _reconcile_quietly(reconciler, name, "resync", tenant_hosts)
 
-    @kopf.on.event("apps", "v1", "deployments", labels=managed, registry=registry)
+    @kopf.on.event("apps", "v1", "deployments", id="deployment_changed", labels=managed, registry=registry)
     async def deployment_changed(
         event: dict[str, Any], labels: Any, tenant_hosts: kopf.Index, **_: Any
     ) -> None:
@@ -116,10 +116,10 @@ def build_registry(
             return
         await _reconcile_quietly(reconciler, tenant, "deployment", tenant_hosts)
 
-    @kopf.on.resume(*plans, registry=registry)
-    @kopf.on.create(*plans, registry=registry)
-    @kopf.on.update(*plans, registry=registry)
-    @kopf.on.delete(*plans, optional=True, registry=registry)
+    @kopf.on.resume(*plans, id="plan_changed", registry=registry)
+    @kopf.on.create(*plans, id="plan_changed", registry=registry)
+    @kopf.on.update(*plans, id="plan_changed", registry=registry)
+    @kopf.on.delete(*plans, id="plan_deleted", optional=True, registry=registry)
     async def plan_changed(
         name: str, tenants_by_plan: kopf.Index, tenant_hosts: kopf.Index, **_: Any
     ) -> None:
@@ -142,6 +142,11 @@ async def _reconcile_quietly(reconciler: TenantReconciler, tenant: str, trigger:
         await reconciler.reconcile(tenant, trigger, index)
     except Exception:  # noqa: BLE001 - a timer or watch must keep running
         logger.exception("tenant %s: %s reconcile failed", tenant, trigger)
+
+
+def backoff(retry: int, limit: float) -> float:
+    """Return the delay before retry number `retry`: 1, 2, 4, ... seconds, at most `limit`."""
+    return min(float(2 ** min(retry, 10)), limit)
 
 
 def _failure_summary(result: Any) -> str:

@@ -93,3 +93,61 @@ class MemoryDriver(Driver):
 
     async def record_event(self, tenant: str, event_type: EventType, reason: str, message: str) -> None:
         self.events.append((tenant, event_type, reason, message))
+
+
+class FlakyProvisioner:
+    """The real provisioner, made to fail for chosen tenants the way an unreachable server does.
+
+    `unreachable` tenants get the real connection error of a server on a closed
+    port; `fail_once` tenants get it on their first call only. Every call is counted.
+    """
+
+    def __init__(self, real: Any, unreachable_url: str) -> None:
+        self.real = real
+        self.unreachable_url = unreachable_url
+        self.unreachable: set[str] = set()
+        self.fail_once: set[str] = set()
+        self.calls: dict[tuple[str, str], int] = {}
+
+    def _count(self, method: str, tenant: str) -> None:
+        self.calls[(method, tenant)] = self.calls.get((method, tenant), 0) + 1
+
+    async def _maybe_fail(self, tenant: str) -> None:
+        if tenant in self.fail_once:
+            self.fail_once.discard(tenant)
+        elif tenant not in self.unreachable:
+            return
+        from livery.database import DatabaseProvisioner
+
+        await DatabaseProvisioner(self.unreachable_url, connect_timeout=1).database_exists(tenant, "database")
+
+    async def ensure_database(self, tenant: str, isolation: str, password: str) -> Any:
+        self._count("ensure_database", tenant)
+        await self._maybe_fail(tenant)
+        return await self.real.ensure_database(tenant, isolation, password)
+
+    async def drop_database(self, tenant: str, isolation: str) -> None:
+        self._count("drop_database", tenant)
+        await self._maybe_fail(tenant)
+        await self.real.drop_database(tenant, isolation)
+
+    async def snapshot(self, tenant: str, isolation: str, destination: Path) -> Path:
+        self._count("snapshot", tenant)
+        return await self.real.snapshot(tenant, isolation, destination)
+
+    async def database_exists(self, tenant: str, isolation: str) -> bool:
+        return await self.real.database_exists(tenant, isolation)
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1, message: str = "") -> Any:
+    """Poll `predicate` until it returns a truthy value; fail with `message` after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message or predicate}; last value {last!r}")
