@@ -91,6 +91,7 @@ WHOLE_OBJECT_VALUES = {
     "readinessProbe",
     "affinity",
     "annotations",
+    "labels",
     "podAnnotations",
     "nodeSelector",
     "overrides",
@@ -121,11 +122,14 @@ def test_default_render_contains_every_component(default_rendering: Rendering) -
         ("Deployment", "livery-control-api"),
         ("Deployment", "livery-operator"),
         ("Ingress", "livery-control-api"),
+        ("NetworkPolicy", "livery-control-api"),
+        ("NetworkPolicy", "livery-operator"),
         ("Plan", "enterprise"),
         ("Plan", "free"),
         ("Plan", "pro"),
         ("PodDisruptionBudget", "livery-control-api"),
         ("Service", "livery-control-api"),
+        ("Service", "livery-operator-metrics"),
         ("ServiceAccount", "livery-control-api"),
         ("ServiceAccount", "livery-operator"),
     ]
@@ -160,12 +164,14 @@ def test_chart_lints_clean(kube_version: str, values_name: str, full_values: dic
 def test_rendered_objects_match_kubernetes_schemas(rendering: Rendering, kube_version: str) -> None:
     checked = 0
     for obj in rendering.objects:
-        if obj["apiVersion"].startswith("livery.dev/"):
+        # Plans are checked against their CRD below; kubernetes-validate has no
+        # schema for the Prometheus Operator's ServiceMonitor.
+        if obj["apiVersion"].split("/")[0] in ("livery.dev", "monitoring.coreos.com"):
             continue
         kubernetes_validate.validate(obj, kube_version, strict=True)
         checked += 1
 
-    assert checked == len(rendering.objects) - len(rendering.of_kind("Plan"))
+    assert checked == len(rendering.objects) - len(rendering.of_kind("Plan")) - len(rendering.of_kind("ServiceMonitor"))
 
 
 @pytest.mark.parametrize("kube_version", [OLDEST_KUBERNETES, NEWEST_KUBERNETES])
@@ -554,7 +560,7 @@ def test_full_values_reach_operator_environment(full_rendering: Rendering) -> No
     assert value("LIVERY_METRICS_PORT") == "9400"
     assert value("LIVERY_RESYNC_SECONDS") == "15"
     assert value("LIVERY_S3_BUCKET") == "acme-livery-files"
-    assert value("LIVERY_CONTROL_API_URL") == f"http://acme-saas-control-api.{RELEASE_NAMESPACE}.svc:8443"
+    assert value("LIVERY_CONTROL_API_URL") == f"http://acme-saas-control-api.{RELEASE_NAMESPACE}.svc:8100"
     assert value("LIVERY_CONTROL_API_NAMESPACE") == RELEASE_NAMESPACE
     assert value("LIVERY_EXTRA_OPERATOR_SETTING") == "on"
 
@@ -707,3 +713,73 @@ def test_container_args_are_livery_commands(rendering: Rendering) -> None:
             result = CliRunner().invoke(app, [*container["args"], "--help"])
 
             assert result.exit_code == 0, f"livery {' '.join(container['args'])}: {result.output}"
+
+
+# Network policies and metrics.
+
+
+def test_control_api_url_port_is_pod_port(rendering: Rendering) -> None:
+    # Tenant NetworkPolicies admit egress on the URL's port, and NetworkPolicy
+    # ports match the destination pod's port, so the three must agree.
+    url = environment(rendering.one("Deployment", "-operator"), "operator")["LIVERY_CONTROL_API_URL"]["value"]
+    (container,) = rendering.one("Deployment", "-control-api")["spec"]["template"]["spec"]["containers"]
+    (service_port,) = rendering.one("Service", "-control-api")["spec"]["ports"]
+
+    assert url.rsplit(":", 1)[1] == str(container["ports"][0]["containerPort"])
+    assert service_port["port"] == container["ports"][0]["containerPort"]
+
+
+def test_control_api_admits_ingress_and_tenants(default_rendering: Rendering) -> None:
+    policy = default_rendering.one("NetworkPolicy", "-control-api")
+    (rule,) = policy["spec"]["ingress"]
+
+    assert policy["spec"]["podSelector"] == default_rendering.one("Deployment", "-control-api")["spec"]["selector"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        {"namespaceSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "livery"}}},
+    ]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+
+
+def test_operator_admits_nothing_by_default(default_rendering: Rendering) -> None:
+    policy = default_rendering.one("NetworkPolicy", "-operator")
+
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == []
+
+
+def test_metrics_namespaces_may_scrape(full_rendering: Rendering) -> None:
+    operator_rule = full_rendering.one("NetworkPolicy", "-operator")["spec"]["ingress"][0]
+    control_api_sources = full_rendering.one("NetworkPolicy", "-control-api")["spec"]["ingress"][0]["from"]
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+
+    assert monitoring in operator_rule["from"]
+    assert operator_rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert monitoring in control_api_sources
+
+
+def test_network_policies_left_out_when_disabled(chart: helm.Chart) -> None:
+    rendering = render(chart, {"networkPolicy": {"enabled": False}})
+
+    assert rendering.of_kind("NetworkPolicy") == []
+
+
+def test_service_monitor_scrapes_both_programs(full_rendering: Rendering) -> None:
+    monitor = full_rendering.one("ServiceMonitor", "acme-saas")
+    services = {service["metadata"]["name"]: service for service in full_rendering.of_kind("Service")}
+    selected = [
+        service
+        for service in services.values()
+        if service["metadata"]["labels"]["app.kubernetes.io/component"]
+        in monitor["spec"]["selector"]["matchExpressions"][0]["values"]
+    ]
+    scraped_ports = {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]}
+
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert sorted(service["metadata"]["name"] for service in selected) == [
+        "acme-saas-control-api",
+        "acme-saas-operator-metrics",
+    ]
+    for service in selected:
+        assert {port["name"] for port in service["spec"]["ports"]} & scraped_ports
+

@@ -109,7 +109,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The in-cluster URL of the control API, which tenant apps report usage to. */}}
 {{- define "livery.controlApi.internalUrl" -}}
-{{- printf "http://%s.%s.svc:%v" (include "livery.controlApi.fullname" .) .Release.Namespace .Values.controlApi.service.port }}
+{{- printf "http://%s.%s.svc:%v" (include "livery.controlApi.fullname" .) .Release.Namespace .Values.controlApi.port }}
 {{- end }}
 
 {{/*
