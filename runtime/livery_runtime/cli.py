@@ -10,7 +10,7 @@ import typer
 from livery.crds import write_crds
 from livery.manifests import read_manifests
 
-from . import commands
+from . import commands, tenant_app
 
 app = typer.Typer(
     name="livery",
@@ -74,6 +74,7 @@ app.command()(commands.delete)
 app.command()(commands.logs)
 app.command("login-link")(commands.login_link)
 app.command("gateway-config")(commands.gateway_config)
+app.command("tenant-app")(tenant_app.tenant_app)
 
 
 def main() -> None:
