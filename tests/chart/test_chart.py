@@ -89,6 +89,7 @@ WHOLE_OBJECT_VALUES = {
     "resources",
     "livenessProbe",
     "readinessProbe",
+    "startupProbe",
     "affinity",
     "annotations",
     "labels",
