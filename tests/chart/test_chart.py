@@ -572,6 +572,7 @@ def test_full_values_reach_control_api_environment(full_rendering: Rendering) ->
     assert variables["LIVERY_PUBLIC_URL"]["value"] == "https://signup.apps.example.com:8443"
     assert variables["LIVERY_SECURE_COOKIES"]["value"] == "true"
     assert variables["LIVERY_ENVIRONMENT"]["value"] == "production"
+    assert variables["LIVERY_STORE"]["value"] == "kubernetes"
     assert variables["LIVERY_EXTRA_CONTROL_API_SETTING"]["value"] == "on"
 
 
