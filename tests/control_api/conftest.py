@@ -220,12 +220,12 @@ class StripeServer:
         self.checkout_sessions: list[dict[str, Any]] = []
         self.meter_events: dict[str, dict[str, Any]] = {}
         self.url = ""
-        self.fail_next_checkout = False
+        self.failing_checkouts = 0
 
     async def create_checkout_session(self, request: Request) -> Response:
         form = dict((await request.form()).multi_items())
-        if self.fail_next_checkout:
-            self.fail_next_checkout = False
+        if self.failing_checkouts > 0:
+            self.failing_checkouts -= 1
             return JSONResponse({"error": {"type": "api_error", "message": "recorded failure"}}, status_code=500)
         session = copy.deepcopy(self.examples["checkout.session"])
         session_id = f"cs_test_{uuid.uuid4().hex}"
