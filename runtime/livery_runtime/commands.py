@@ -252,7 +252,7 @@ def describe_text(tenant: dict[str, Any], events: list[dict[str, Any]]) -> str:
         f"Phase:            {status.get('phase') or 'Pending'}",
         f"URL:              {status.get('url') or ''}",
         f"Hosts:            {', '.join(status.get('hosts') or [])}",
-        f"Generation:       {metadata.get('generation', '')} (observed {status.get('observedGeneration', '-')})",
+        f"Observed gen.:    {status.get('observedGeneration', '-')}",
     ]
     if metadata.get("deletionTimestamp"):
         lines.append(f"Deleting since:   {metadata['deletionTimestamp']}")
