@@ -43,25 +43,21 @@ import attrs
 import jsonpatch
 import kmock
 import yaml
+from k8s_emulator_builtins import admit_builtin
+from k8s_emulator_fields import FieldPath, applied_paths, merge_apply, record_apply, record_update
 from k8s_emulator_objects import (
     ALL_VERBS,
     BUILTIN_TYPES,
     ApiError,
-    FieldPath,
     ResourceType,
     bad_request,
     crd_resource_types,
-    fields_v1,
-    leaf_paths,
     load_crds,
     merge_patch,
     name_error,
     now_rfc3339,
     parse_field_selector,
     parse_label_selector,
-    paths_from_fields_v1,
-    remove_path,
-    value_at,
 )
 from k8s_emulator_schema import FieldError
 from kmock._internal import enums, parsing, rendering
@@ -434,7 +430,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
             obj["status"] = {"phase": "Active"}
 
         obj = self._admit(resource_type, obj, old=None)
-        _record_update(obj, None, manager, "Update", None)
+        record_update(obj, None, manager, "Update", None)
         if params.get("dryRun") == "All":
             return obj
         return self._store(resource_type, obj, old=None)
@@ -471,8 +467,11 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
                 return name
 
     def _admit(self, resource_type: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
-        """Run a CRD's pruning, defaulting, schema and CEL validation; raise 422 on errors."""
+        """Default and validate `obj` as the API server does for its kind; raise 422 on errors."""
         if resource_type.schema is None:
+            errors = admit_builtin(resource_type, obj, old)
+            if errors:
+                raise _invalid(resource_type, obj["metadata"].get("name", ""), errors)
             return obj
         admitted, errors = resource_type.schema.admit(obj, old)
         if errors:
@@ -562,15 +561,15 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
             body.setdefault("metadata", {})["name"] = name
             created = self.create_object(resource_type, namespace, body, {**params, "dryRun": "All"}, manager)
             created["metadata"]["managedFields"] = []
-            _record_apply(created, _applied_paths(config, subresource), manager, subresource)
+            record_apply(created, applied_paths(config, subresource), manager, subresource)
             if params.get("dryRun") == "All":
                 return 201, created
             return 201, self._store(resource_type, created, old=None)
 
-        candidate = _merge_apply(current, config, manager, subresource, force=params.get("force") == "true",
+        candidate = merge_apply(current, config, manager, subresource, force=params.get("force") == "true",
                                  resource_type=resource_type)
         return 200, self._update(resource_type, current, candidate, subresource, params, manager, "Apply",
-                                 applied=_applied_paths(config, subresource))
+                                 applied=applied_paths(config, subresource))
 
     def _update(
         self,
@@ -612,9 +611,9 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
         if _tracks_generation(resource_type) and _desired_state(new) != _desired_state(current):
             new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         if operation == "Apply":
-            _record_apply(new, applied or set(), manager, subresource)
+            record_apply(new, applied or set(), manager, subresource)
         else:
-            _record_update(new, current, manager, operation, subresource)
+            record_update(new, current, manager, operation, subresource)
 
         if _without_resource_version(new) == _without_resource_version(current):
             return current  # a no-op write changes nothing, not even the resourceVersion
@@ -948,126 +947,3 @@ def _keep_system_metadata(new: dict[str, Any], current: dict[str, Any]) -> None:
             metadata.pop(field, None)
     metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
     metadata["managedFields"] = copy.deepcopy(current["metadata"].get("managedFields") or [])
-
-
-# Field managers.
-
-
-def _ownership(obj: dict[str, Any]) -> dict[tuple[str, str, str | None], set[FieldPath]]:
-    owners: dict[tuple[str, str, str | None], set[FieldPath]] = {}
-    for entry in obj["metadata"].get("managedFields") or []:
-        key = (entry.get("manager", ""), entry.get("operation", "Update"), entry.get("subresource"))
-        owners[key] = paths_from_fields_v1(entry.get("fieldsV1") or {})
-    return owners
-
-
-def _write_ownership(obj: dict[str, Any], owners: dict[tuple[str, str, str | None], set[FieldPath]], api_version: str) -> None:
-    present = leaf_paths(obj)
-    entries = []
-    for (manager, operation, subresource), paths in owners.items():
-        paths = {path for path in paths if path in present}
-        if not paths:
-            continue
-        entry = {
-            "manager": manager,
-            "operation": operation,
-            "apiVersion": api_version,
-            "time": now_rfc3339(),
-            "fieldsType": "FieldsV1",
-            "fieldsV1": fields_v1(paths),
-        }
-        if subresource:
-            entry["subresource"] = subresource
-        entries.append(entry)
-    obj["metadata"]["managedFields"] = entries
-
-
-def _record_update(
-    new: dict[str, Any], current: dict[str, Any] | None, manager: str, operation: str, subresource: str | None
-) -> None:
-    """Give `manager` the fields this write changed, taking them from their previous owners."""
-    owners = _ownership(new) if current is not None else {}
-    changed = {
-        path for path in leaf_paths(new)
-        if current is None or value_at(current, path) != value_at(new, path)
-    }
-    for key in owners:
-        owners[key] -= changed
-    owners.setdefault((manager, operation, subresource), set()).update(changed)
-    _write_ownership(new, owners, new["apiVersion"])
-
-
-def _record_apply(new: dict[str, Any], applied: set[FieldPath], manager: str, subresource: str | None) -> None:
-    owners = _ownership(new)
-    owners[(manager, "Apply", subresource)] = set(applied)
-    _write_ownership(new, owners, new["apiVersion"])
-
-
-def _applied_paths(config: dict[str, Any], subresource: str | None) -> set[FieldPath]:
-    paths = leaf_paths(config)
-    if subresource == "status":
-        return {path for path in paths if path[0] == "status"}
-    return paths
-
-
-def _merge_apply(
-    current: dict[str, Any],
-    config: dict[str, Any],
-    manager: str,
-    subresource: str | None,
-    *,
-    force: bool,
-    resource_type: ResourceType,
-) -> dict[str, Any]:
-    """Compute the object after an apply; raise 409 when another manager owns a changed field.
-
-    NOTE: every list is one atomic field here; the API server merges lists
-    marked `x-kubernetes-list-type: map` or `set` item by item.
-    """
-    owners = _ownership(current)
-    applied = _applied_paths(config, subresource)
-    conflicts: dict[FieldPath, list[str]] = {}
-    for path in sorted(applied):
-        exists, current_value = value_at(current, path)
-        if not exists or current_value == value_at(config, path)[1]:
-            continue
-        for (other, _operation, _subresource), paths in owners.items():
-            if other != manager and path in paths:
-                conflicts.setdefault(path, []).append(other)
-
-    if conflicts and not force:
-        causes = [
-            {"type": "FieldManagerConflict", "message": f'conflict with "{other}"', "field": "." + ".".join(path)}
-            for path, others in conflicts.items()
-            for other in others
-        ]
-        listing = "; ".join(f"{cause['message']}: {cause['field']}" for cause in causes)
-        raise ApiError(
-            409, "Conflict", f"Apply failed with {len(causes)} conflict{'s' if len(causes) > 1 else ''}: {listing}",
-            {"name": current["metadata"]["name"], "group": resource_type.group, "kind": resource_type.plural, "causes": causes},
-        )
-
-    result = copy.deepcopy(current)
-    previously_applied = owners.get((manager, "Apply", subresource), set())
-    owned_by_others = set().union(*(paths for key, paths in owners.items() if key[0] != manager)) if owners else set()
-    for path in previously_applied - applied - owned_by_others:
-        remove_path(result, path)
-    for path in applied:
-        _set_path(result, path, value_at(config, path)[1])
-
-    # Forced fields move to the applier; fields applied with an equal value stay shared.
-    for path in conflicts:
-        for key in owners:
-            owners[key].discard(path)
-    result["metadata"]["managedFields"] = copy.deepcopy(current["metadata"].get("managedFields") or [])
-    _write_ownership(result, owners, resource_type.api_version)
-    return result
-
-
-def _set_path(obj: dict[str, Any], path: FieldPath, value: Any) -> None:
-    for part in path[:-1]:
-        child = obj.get(part)
-        if not isinstance(child, dict):
-            child = obj[part] = {}
-        obj = child
-    obj[path[-1]] = copy.deepcopy(value)

@@ -227,3 +227,65 @@ def test_dry_run_stores_nothing(http: httpx.Client) -> None:
 
     assert response.status_code == 201
     assert http.get(f"{TENANTS_PATH}/acme").status_code == 404
+
+
+def test_secret_string_data_stored_as_base64(core: kubernetes.client.CoreV1Api) -> None:
+    core.create_namespaced_secret("default", {"metadata": {"name": "database"}, "stringData": {"url": "postgresql://x"}})
+
+    secret = core.read_namespaced_secret("database", "default")
+
+    assert secret.data == {"url": "cG9zdGdyZXNxbDovL3g="}
+    assert secret.string_data is None
+    assert secret.type == "Opaque"
+
+
+def deployment_manifest(labels: dict[str, str]) -> dict:
+    return {
+        "metadata": {"name": "app"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "tenant"}},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}},
+        },
+    }
+
+
+def test_deployment_gets_server_defaults(api_client: kubernetes.client.ApiClient, kube_clean: object) -> None:
+    apps = kubernetes.client.AppsV1Api(api_client)
+
+    deployment = apps.create_namespaced_deployment("default", deployment_manifest({"app": "tenant"}))
+
+    assert deployment.spec.replicas == 1
+    assert deployment.spec.revision_history_limit == 10
+    assert deployment.spec.strategy.type == "RollingUpdate"
+
+
+def test_deployment_selector_must_match_labels(api_client: kubernetes.client.ApiClient, kube_clean: object) -> None:
+    apps = kubernetes.client.AppsV1Api(api_client)
+
+    with pytest.raises(ApiException) as raised:
+        apps.create_namespaced_deployment("default", deployment_manifest({"app": "other"}))
+
+    assert raised.value.status == 422
+    assert "spec.template.metadata.labels" in raised.value.body
+
+
+def test_deployment_selector_immutable(api_client: kubernetes.client.ApiClient, kube_clean: object) -> None:
+    apps = kubernetes.client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment("default", deployment_manifest({"app": "tenant", "tier": "web"}))
+
+    with pytest.raises(ApiException) as raised:
+        apps.patch_namespaced_deployment("app", "default", {"spec": {"selector": {"matchLabels": {"tier": "web"}}}})
+
+    assert raised.value.status == 422
+    assert "field is immutable" in raised.value.body
+
+
+def test_service_keeps_allocated_cluster_ip(core: kubernetes.client.CoreV1Api) -> None:
+    created = core.create_namespaced_service("default", {"metadata": {"name": "app"}, "spec": {"ports": [{"port": 80}]}})
+    replacement = {"metadata": {"name": "app"}, "spec": {"ports": [{"port": 8080}]}}
+
+    replaced = core.replace_namespaced_service("app", "default", replacement)
+
+    assert created.spec.cluster_ip.startswith("10.96.")
+    assert replaced.spec.cluster_ip == created.spec.cluster_ip
+    assert replaced.spec.ports[0].target_port == 8080
