@@ -1,0 +1,90 @@
+"""Branding on every page: colours, logo, custom CSS sanitised, injected markup never rendered."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+HOSTILE_COLOUR = "#000000</style><img src=x onerror=alert(1)>"
+HOSTILE_CSS = (
+    "h1 { color: #123456 }\n"
+    "</style><script>alert(1)</script>\n"
+    ".a { background: url(javascript:alert(1)) }\n"
+    ".b { width: expression(alert(1)) }\n"
+    "@import url(https://evil.example/x.css);\n"
+)
+PAGES = ["/", "/store", "/login", "/products", "/files", "/team", "/api-keys", "/no-such-page"]
+
+
+@pytest.fixture
+def hostile_branding(tenant_pair):
+    acme, _ = tenant_pair
+    original = dict(acme.document)
+    acme.write_config(
+        branding={"primaryColor": HOSTILE_COLOUR, "accentColor": "#abcdef", "customCss": HOSTILE_CSS,
+                  "logoUrl": "javascript:alert(1)", "productName": "Acme <b>Bold</b>"},
+        features={"customCss": True},
+    )
+    acme.app.state.config_watcher._next_check = 0
+    yield acme
+    acme.document.clear()
+    acme.document.update(original)
+    acme.write_config()
+    acme.app.state.config_watcher._next_check = 0
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_hostile_branding_never_renders_markup(hostile_branding, path) -> None:
+    acme = hostile_branding
+
+    response = await acme.client.get(path)
+
+    assert response.status_code in (200, 404)
+    assert "onerror" not in response.text
+    assert "<script" not in response.text
+    assert "javascript:" not in response.text
+    assert "Acme &lt;b&gt;Bold&lt;/b&gt;" in response.text
+    assert 'src="/static/logo.png"' in response.text
+
+
+async def test_theme_css_keeps_safe_parts_only(hostile_branding) -> None:
+    acme = hostile_branding
+
+    response = await acme.client.get("/theme.css")
+
+    assert response.status_code == 200
+    css = response.text
+    assert "--accent: #abcdef" in css
+    assert "--primary: #4f46e5" in css
+    assert "color: #123456" in css
+    for marker in ("</style", "<script", "javascript", "expression", "@import", "onerror"):
+        assert marker not in css.lower()
+
+
+async def test_powered_by_footer_follows_plan_feature(tenant_pair) -> None:
+    _, globex = tenant_pair
+    globex.write_config(features={"removePoweredBy": True})
+    globex.app.state.config_watcher._next_check = 0
+    try:
+        hidden = await globex.client.get("/store")
+    finally:
+        globex.write_config(features={})
+        globex.app.state.config_watcher._next_check = 0
+    shown = await globex.client.get("/store")
+
+    assert hidden.status_code == 200
+    assert "Powered by" not in hidden.text
+    assert "Powered by" in shown.text
+
+
+async def test_pages_carry_strict_security_headers(tenant_pair) -> None:
+    acme, _ = tenant_pair
+
+    response = await acme.client.get("/store")
+
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'none'" in policy
+    assert "style-src 'self'" in policy
+    assert response.headers["x-content-type-options"] == "nosniff"
