@@ -6,9 +6,13 @@ with the default values and with values-full.yaml, which sets every value.
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,8 +74,13 @@ def _load_crd_verdict() -> Any:
 crd_verdict = _load_crd_verdict()
 
 
-def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
-    pod = deployment["spec"]["template"]["spec"]
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    """Return the pod spec of a Pod or of a Deployment's pod template."""
+    return workload["spec"] if workload["kind"] == "Pod" else workload["spec"]["template"]["spec"]
+
+
+def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    pod = pod_spec(workload)
     return pod.get("initContainers", []) + pod["containers"]
 
 
@@ -128,6 +137,7 @@ def test_default_render_contains_every_component(default_rendering: Rendering) -
         ("Plan", "enterprise"),
         ("Plan", "free"),
         ("Plan", "pro"),
+        ("Pod", "livery-test-control-api"),
         ("PodDisruptionBudget", "livery-control-api"),
         ("Service", "livery-control-api"),
         ("Service", "livery-operator-metrics"),
@@ -339,13 +349,13 @@ def test_role_bindings_name_release_service_accounts(rendering: Rendering) -> No
 # Pod security.
 
 
-def test_deployments_run_restricted(rendering: Rendering) -> None:
-    deployments = rendering.of_kind("Deployment")
+def test_pods_run_restricted(rendering: Rendering) -> None:
+    workloads = rendering.of_kind("Deployment") + rendering.of_kind("Pod")
 
-    assert len(deployments) == 2
-    for deployment in deployments:
+    assert len(workloads) == 3
+    for deployment in workloads:
         name = deployment["metadata"]["name"]
-        pod = deployment["spec"]["template"]["spec"]
+        pod = pod_spec(deployment)
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
         assert pod["securityContext"]["runAsUser"] != 0, name
@@ -738,6 +748,15 @@ def test_control_api_admits_ingress_and_tenants(default_rendering: Rendering) ->
     assert policy["spec"]["podSelector"] == default_rendering.one("Deployment", "-control-api")["spec"]["selector"]
     assert rule["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "livery",
+                    "app.kubernetes.io/instance": "livery",
+                    "app.kubernetes.io/component": "helm-test",
+                }
+            }
+        },
         {"namespaceSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "livery"}}},
     ]
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
@@ -784,4 +803,64 @@ def test_service_monitor_scrapes_both_programs(full_rendering: Rendering) -> Non
     ]
     for service in selected:
         assert {port["name"] for port in service["spec"]["ports"]} & scraped_ports
+
+
+# The `helm test` hook.
+
+
+class ReadinessHandler(http.server.BaseHTTPRequestHandler):
+    """Answer /readyz with 200 and any other path with 503, as a control API would when not ready."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        self.send_response(200 if self.path == "/readyz" else 503)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="module")
+def readiness_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ReadinessHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+
+
+def run_test_hook(rendering: Rendering, url: str) -> subprocess.CompletedProcess[str]:
+    """Run the test hook's command here, with its URL argument replaced by `url`."""
+    (container,) = rendering.one("Pod", "-test-control-api")["spec"]["containers"]
+    command = [sys.executable, *container["command"][1:-1], url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_test_hook_targets_control_api(default_rendering: Rendering) -> None:
+    pod = default_rendering.one("Pod", "-test-control-api")
+    (container,) = pod["spec"]["containers"]
+
+    admitted = [
+        source["podSelector"]["matchLabels"]
+        for source in default_rendering.one("NetworkPolicy", "-control-api")["spec"]["ingress"][0]["from"]
+        if "podSelector" in source
+    ]
+
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert any(labels.items() <= pod["metadata"]["labels"].items() for labels in admitted)
+    assert container["command"][0] == "python"
+    assert container["command"][-1] == f"http://livery-control-api.{RELEASE_NAMESPACE}.svc:8000/readyz"
+
+
+def test_test_hook_passes_when_ready(default_rendering: Rendering, readiness_server: str) -> None:
+    result = run_test_hook(default_rendering, f"{readiness_server}/readyz")
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_test_hook_fails_when_not_ready(default_rendering: Rendering, readiness_server: str) -> None:
+    result = run_test_hook(default_rendering, f"{readiness_server}/not-ready")
+
+    assert result.returncode != 0
+    assert "503" in result.stderr
 
