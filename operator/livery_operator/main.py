@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
+import kubernetes
 
 from livery.reconcile import ReconcileSettings
 from livery.reconcile.context import Provisioner, SnapshotStorage
@@ -49,7 +50,7 @@ def default_provisioner(settings: OperatorSettings) -> Provisioner:
     from livery.database import DatabaseProvisioner
 
     secret = settings.tenant_database_url or settings.database_url
-    if secret is None:
+    if secret is None or not secret.get_secret_value():
         raise OperatorConfigError(
             "LIVERY_TENANT_DATABASE_URL: missing; the operator needs the admin URL of the tenant database server"
         )
@@ -67,7 +68,10 @@ def default_storage(settings: OperatorSettings) -> SnapshotStorage | None:
 
 def connection_info(kubeconfig: str | None) -> tuple[KubeClient, kopf.ConnectionInfo]:
     """Load credentials once and share them between the driver's client and kopf."""
-    configuration = load_client_configuration(kubeconfig)
+    try:
+        configuration = load_client_configuration(kubeconfig)
+    except (kubernetes.config.ConfigException, OSError) as error:
+        raise OperatorConfigError(f"cannot load Kubernetes credentials: {error}") from None
     token = (configuration.api_key or {}).get("authorization") or (configuration.api_key or {}).get("BearerToken")
     scheme = None
     if token:
@@ -92,12 +96,14 @@ def build_operator(
     storage: SnapshotStorage | None = None,
 ) -> OperatorParts:
     """Assemble the reconciler and the kopf registry; collaborators default to the settings'."""
+    if provisioner is None:
+        provisioner = default_provisioner(settings)
     client, connection = connection_info(kubeconfig)
     driver = KubernetesDriver(client, settings)
     reconciler = TenantReconciler(
         client,
         driver,
-        provisioner if provisioner is not None else default_provisioner(settings),
+        provisioner,
         reconcile_settings(settings),
         storage if storage is not None else default_storage(settings),
     )

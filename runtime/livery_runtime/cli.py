@@ -77,6 +77,26 @@ app.command("gateway-config")(commands.gateway_config)
 app.command("tenant-app")(tenant_app.tenant_app)
 
 
+@app.command("operator")
+def operator_command(
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option("--kubeconfig", help="kubeconfig file; default: in-cluster credentials, then KUBECONFIG."),
+    ] = None,
+) -> None:
+    """Run the Kubernetes operator: provision every Tenant and keep it as its spec says."""
+    from livery.settings import SettingsError, load_settings
+    from livery_operator.main import OperatorConfigError, run
+    from livery_operator.settings import OperatorSettings
+
+    try:
+        settings = load_settings(OperatorSettings)
+        run(settings, kubeconfig=str(kubeconfig) if kubeconfig else None)
+    except (SettingsError, OperatorConfigError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 def main() -> None:
     """Run the `livery` command line."""
     app()
