@@ -56,7 +56,7 @@ ROUTES_FILE_NAME = "routes.json"
 LOG_FILE_NAME = "app.log"
 PID_FILE_NAME = "app.pid"
 READY_POLL_SECONDS = 0.05
-# After this long without a ready answer the app is polled once a second instead.
+# After this long without a ready response the app is polled once a second instead.
 READY_FAST_POLL_SECONDS = 10.0
 READY_SLOW_POLL_SECONDS = 1.0
 DRAIN_SECONDS = 10.0
@@ -69,7 +69,7 @@ APP_SECRET_KEYS = frozenset({SECRET_DATABASE_URL, SECRET_LOGIN_KEY, SECRET_SESSI
 
 
 def tenant_folder(data_dir: Path, tenant: str) -> Path:
-    """Return the folder that holds a tenant's config, log and pid files."""
+    """Return the folder that contains a tenant's config, log and pid files."""
     return data_dir / "tenants" / tenant
 
 
@@ -85,7 +85,7 @@ def files_folder(data_dir: Path) -> Path:
 
 @dataclass
 class Backend:
-    """Where a tenant's app listens and whether it passed its readiness check."""
+    """The port of a tenant's app and whether the app passed its readiness check."""
 
     port: int
     ready: bool = False
@@ -93,7 +93,7 @@ class Backend:
 
 @dataclass(frozen=True)
 class Resolution:
-    """What the gateway should do with a request for one host."""
+    """The gateway's decision for one host: proxy, starting page, suspension page or 404."""
 
     action: str  # "proxy", "starting", "suspended" or "unknown"
     tenant: str | None = None
@@ -104,9 +104,9 @@ class Resolution:
 class RoutingTable:
     """Hosts, tenants and app ports, shared by the local driver and the gateway.
 
-    `claims` holds every host of every known tenant (the loop sets it from the
-    store), so that a tenant still provisioning gets 503 rather than 404.
-    `routes` holds the hosts the driver was asked to serve.
+    `claims` contains every host of every known tenant (the loop sets it from
+    the store), so that a tenant still provisioning gets 503 rather than 404.
+    `routes` contains the hosts the driver was asked to serve.
     """
 
     def __init__(self, routes_file: Path | None = None) -> None:
@@ -238,7 +238,7 @@ class AppProcess:
         self.record_event = record_event
         self.process: asyncio.subprocess.Process | None = None
         self.ready = False
-        self.wanted = True
+        self.keep_running = True
         self.restarts = 0
         self.last_exit: str = ""
         self._task: asyncio.Task[None] | None = None
@@ -248,14 +248,14 @@ class AppProcess:
 
     async def _supervise(self) -> None:
         failures = 0
-        while self.wanted:
+        while self.keep_running:
             started = time.monotonic()
             try:
                 await self._run_once()
             except OSError as exc:
                 self.last_exit = f"could not start: {exc}"
                 logger.error("tenant %s: the app could not start: %s", self.tenant, exc)
-            if not self.wanted:
+            if not self.keep_running:
                 break
             if time.monotonic() - started > HEALTHY_AFTER_SECONDS:
                 failures = 0
@@ -296,12 +296,12 @@ class AppProcess:
         code = await exited
         backend.ready = self.ready = False
         self.last_exit = f"exited with status {code}"
-        if self.wanted:
+        if self.keep_running:
             self.on_change(self.tenant)
 
     async def stop(self, grace: float = DRAIN_SECONDS) -> None:
         """Stop the process: SIGTERM lets uvicorn finish open requests, SIGKILL after `grace` seconds."""
-        self.wanted = False
+        self.keep_running = False
         process = self.process
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -363,9 +363,9 @@ class LocalDriver(Driver):
     ) -> None:
         """`app_command` runs `livery tenant-app`; the driver appends `--host` and `--port`.
 
-        `app_settings` are extra `LIVERY_*` variables for every app (for
-        example the control API URL and S3 settings); `on_change` is called
-        with the tenant name whenever its app becomes ready or stops.
+        `app_settings` are extra `LIVERY_*` variables for every app, such as
+        the base domain and Redis URL. The driver calls `on_change` with the
+        tenant name whenever its app becomes ready or stops.
         """
         self.store = store
         self.data_dir = data_dir

@@ -200,7 +200,7 @@ def get(
     try:
         resources = items(client.request("GET", f"/v1/admin/{resource.value}"))
         if resource is Resource.tenants and output is not Output.table:
-            # The list holds a summary of each tenant; whole manifests come one by one.
+            # The list contains a summary of each tenant, so whole manifests are read one by one.
             resources = [client.request("GET", f"/v1/admin/tenants/{view['name']}") for view in resources]
         if resource is Resource.tenants:
             resources = [as_manifest(view) for view in resources]
@@ -283,7 +283,7 @@ def delete(
     wait: Annotated[bool, typer.Option(help="Wait until the tenant is gone, as kubectl does.")] = True,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Delete a Tenant; its database is kept, dropped or snapshotted as spec.deletionPolicy says."""
+    """Delete a Tenant. spec.deletionPolicy decides whether its database is kept, dropped or snapshotted."""
     client = connect(data_dir)
     try:
         client.request("DELETE", f"/v1/admin/tenants/{name}")

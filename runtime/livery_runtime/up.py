@@ -5,7 +5,7 @@ asyncio event loop. Its children are the tenant apps (one `livery tenant-app`
 process each) and, unless `LIVERY_DATABASE_URL` names a server, an embedded
 PostgreSQL from the `pgserver` package in the data folder.
 
-The data folder holds everything a restart needs: the PostgreSQL data, the
+The data folder contains everything a restart needs: the PostgreSQL data, the
 admin token and signing key (mode 0600), tenant config and log files, local
 file storage and `runtime.json`, which tells the `livery` command where the
 control API listens. A lock file keeps a second `livery up` off the same folder.
@@ -52,7 +52,7 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 class StartupError(Exception):
-    """`livery up` cannot start; the message says why and what to do, on one line."""
+    """`livery up` cannot start. The message is one line with the cause and the fix."""
 
 
 @dataclass(frozen=True)
@@ -405,8 +405,9 @@ async def run_runtime(options: UpOptions, settings: CommonSettings) -> None:
 def up(options: UpOptions) -> int:
     """Run the embedded runtime until Ctrl-C or SIGTERM; return the exit status."""
     logging.basicConfig(level=os.environ.get("LIVERY_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Alembic logs every plugin it loads at INFO; only its warnings matter here.
+    # Alembic and pgserver log every step at INFO; only their warnings matter here.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     try:
         settings = load_settings(CommonSettings)
         data_dir = prepare_data_dir(options.data_dir)

@@ -1,4 +1,4 @@
-"""The local driver supervising real child processes (a tiny uvicorn app stands in for the tenant app)."""
+"""The local driver supervising real child processes (a tiny uvicorn app replaces the tenant app)."""
 
 from __future__ import annotations
 
