@@ -1,7 +1,8 @@
 """The Helm chart renders, lints and validates, and keeps its security and secret rules.
 
-Every test works on the chart rendered by Helm's Go library (see conftest.py)
-with the default values and with values-full.yaml, which sets every value.
+Every test works on the chart rendered by Helm's Go library (see
+chart_rendering.py), made once per session with the default values and once
+with values-full.yaml, which sets every value.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from livery.manifests import validate_data
 from livery.settings import load_settings
 from livery_operator.kube import KINDS as OPERATOR_KINDS
 
-from chart_rendering import CHART_DIR, RELEASE_NAMESPACE, REPO_ROOT, Rendering, render
+from chart_rendering import CHART_DIR, FULL_VALUES_FILE, RELEASE_NAMESPACE, REPO_ROOT, Rendering, render
 
 # The chart's `kubeVersion` starts at 1.28, the first release whose API server
 # accepts `reason` and `fieldPath` on CRD validation rules. The newest is the
@@ -72,6 +73,33 @@ def _load_crd_verdict() -> Any:
 
 
 crd_verdict = _load_crd_verdict()
+
+
+@pytest.fixture(scope="session")
+def chart() -> Iterator[helm.Chart]:
+    with helm.Chart.load(CHART_DIR) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="session")
+def full_values() -> dict[str, Any]:
+    return yaml.safe_load(FULL_VALUES_FILE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def default_rendering(chart: helm.Chart) -> Rendering:
+    return render(chart, {})
+
+
+@pytest.fixture(scope="session")
+def full_rendering(chart: helm.Chart, full_values: dict[str, Any]) -> Rendering:
+    return render(chart, full_values)
+
+
+@pytest.fixture(scope="session", params=["default", "full"])
+def rendering(request: pytest.FixtureRequest, default_rendering: Rendering, full_rendering: Rendering) -> Rendering:
+    """Each of the two renderings in turn."""
+    return default_rendering if request.param == "default" else full_rendering
 
 
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
@@ -809,7 +837,7 @@ def test_service_monitor_scrapes_both_programs(full_rendering: Rendering) -> Non
 
 
 class ReadinessHandler(http.server.BaseHTTPRequestHandler):
-    """Answer /readyz with 200 and any other path with 503, as a control API would when not ready."""
+    """A stand-in control API: 200 on /readyz, and 503, as when not ready, on any other path."""
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         self.send_response(200 if self.path == "/readyz" else 503)
