@@ -1,11 +1,11 @@
 """Test fixtures for a Kubernetes API: `kube` (one server per session) and `kube_clean`.
 
 No kube-apiserver can run on the test machines, so the operator's and the
-control API's Kubernetes tests talk HTTP to `LiveryKubernetesEmulator`
-(kmock's KubernetesEmulator plus the API server rules in
-`k8s_emulator_server`), served on 127.0.0.1 from a background thread with its
-own event loop. kopf, the official `kubernetes` client and httpx reach it
-through the kubeconfig file the fixture writes:
+control API's Kubernetes tests send HTTP requests to `LiveryKubernetesEmulator`
+(kmock's KubernetesEmulator plus the API server rules in `k8s_emulator_server`).
+It is served on 127.0.0.1 from a background thread with its own event loop.
+kopf, the official `kubernetes` client and httpx reach it through the
+kubeconfig file that the fixture writes:
 
     def test_something(kube):
         os.environ["KUBECONFIG"] = str(kube.kubeconfig)   # or kube.api_client()
@@ -71,7 +71,7 @@ class KubeCluster:
     def _run(self) -> None:
         try:
             asyncio.run(self._serve())
-        except BaseException as error:  # reported to the starting thread, which raises it
+        except BaseException as error:  # the starting thread raises it from start()
             self._startup_error = error
             self._started.set()
 
@@ -110,7 +110,7 @@ class KubeCluster:
     # Clients.
 
     def api_client(self) -> Any:
-        """Return a `kubernetes.client.ApiClient` configured from the kubeconfig; close it after use."""
+        """Return a `kubernetes.client.ApiClient` configured from the kubeconfig. The caller closes it."""
         import kubernetes
 
         return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
@@ -153,7 +153,7 @@ class KubeCluster:
         return response.json()["items"]
 
     def create(self, resource: str, body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-        """Create an object as a client would; raise `httpx.HTTPStatusError` when the server rejects it."""
+        """Create an object as a client would, raising `httpx.HTTPStatusError` when the server rejects it."""
         response = self._client().post(self.path(resource, namespace=namespace), json=body)
         response.raise_for_status()
         return response.json()
@@ -168,7 +168,7 @@ class KubeCluster:
         return response.json()
 
     def delete(self, resource: str, name: str, namespace: str | None = None) -> bool:
-        """Request deletion; return False when the object did not exist.
+        """Request deletion and return False when the object did not exist.
 
         An object with finalizers only gets `deletionTimestamp` and stays until they are removed.
         """
@@ -196,7 +196,7 @@ class KubeCluster:
         return self.patch("deployments", name, {"status": status}, namespace=namespace, subresource="status")
 
     def reset(self) -> None:
-        """Remove every object and recreate the initial ones; the server and its URL stay."""
+        """Remove every object and test reaction, then recreate the initial objects. The server and its URL stay."""
         self._call_in_server_loop(self.emulator.wipe)
 
     def compact(self) -> None:

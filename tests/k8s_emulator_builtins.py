@@ -3,9 +3,8 @@
 Without them an operator could pass against the emulator and still loop
 forever on a real cluster: comparing a Deployment it built with the stored
 one that gained `strategy` and `revisionHistoryLimit`, or reading a Secret's
-`stringData` that the API server folds into base64 `data`. Only the rules for
-Secrets, Deployments and Services are covered; other built-in kinds are stored
-as sent.
+`stringData` that the API server folds into base64 `data`. Only Secrets,
+Deployments and Services get these rules. Other built-in kinds are stored as sent.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ _cluster_ips = (f"10.96.{index // 250}.{index % 250 + 1}" for index in itertools
 
 
 def admit_builtin(resource_type: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
-    """Default `obj` in place and return its validation errors; `old` is the stored object on updates."""
+    """Default `obj` in place and return its validation errors. `old` is the stored object on updates."""
     if resource_type.group == "" and resource_type.plural == "secrets":
         return _admit_secret(obj, old)
     if resource_type.group == "apps" and resource_type.plural == "deployments":

@@ -1,8 +1,8 @@
 """Field ownership (`metadata.managedFields`) and server-side apply for the emulator.
 
 Each field manager owns a set of leaf paths, encoded as `fieldsV1` the way
-the API server records it. An Update gives its writer the fields it changed;
-an Apply owns exactly the fields in its configuration, removes the ones it
+the API server records it. An Update gives its writer the fields it changed.
+An Apply owns exactly the fields in its configuration, removes the ones it
 stopped setting, and conflicts (409) with other owners of a field whose value
 it would change unless `force=true`.
 """
@@ -22,7 +22,7 @@ _SERVER_OWNED_METADATA = {
 
 
 def leaf_paths(obj: Any, prefix: FieldPath = ()) -> set[FieldPath]:
-    """Return the paths of every scalar and list in `obj`; lists count as one atomic field."""
+    """Return the paths of every scalar and list in `obj`. A list counts as one atomic field."""
     if isinstance(obj, dict) and obj:
         paths: set[FieldPath] = set()
         for key, value in obj.items():
@@ -144,9 +144,9 @@ def merge_apply(
     force: bool,
     resource_type: ResourceType,
 ) -> dict[str, Any]:
-    """Compute the object after an apply; raise 409 when another manager owns a changed field.
+    """Compute the object after an apply, raising 409 when another manager owns a changed field.
 
-    NOTE: every list is one atomic field here; the API server merges lists
+    NOTE: every list is one atomic field here, but the API server merges lists
     marked `x-kubernetes-list-type: map` or `set` item by item.
     """
     owners = _ownership(current)
@@ -180,7 +180,7 @@ def merge_apply(
     for path in applied:
         _set_path(result, path, value_at(config, path)[1])
 
-    # Forced fields move to the applier; fields applied with an equal value stay shared.
+    # Forced fields move to the applier. Fields applied with an equal value stay shared.
     for path in conflicts:
         for key in owners:
             owners[key].discard(path)

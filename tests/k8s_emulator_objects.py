@@ -21,7 +21,7 @@ ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "up
 
 
 class ApiError(Exception):
-    """A failure the emulator answers with a Kubernetes `Status` body."""
+    """A failure that the emulator returns as a Kubernetes `Status` body."""
 
     def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -197,7 +197,7 @@ def _split_requirements(text: str) -> list[str]:
 
 
 def parse_label_selector(text: str | None) -> Selector:
-    """Parse `a=b,c!=d,e in (f,g),!h` into a predicate on objects; raise 400 on bad syntax."""
+    """Parse `a=b,c!=d,e in (f,g),!h` into a predicate on objects, raising 400 on bad syntax."""
     if not text:
         return lambda obj: True
     checks = [_parse_label_requirement(part) for part in _split_requirements(text)]
@@ -225,7 +225,7 @@ def _parse_label_requirement(text: str) -> Callable[[dict[str, str]], bool]:
 
 
 def parse_field_selector(text: str | None) -> Selector:
-    """Parse `metadata.name=x,metadata.namespace!=y`; any dotted path compares as a string."""
+    """Parse `metadata.name=x,metadata.namespace!=y`. Any dotted path compares as a string."""
     if not text:
         return lambda obj: True
     checks = []
@@ -238,13 +238,20 @@ def parse_field_selector(text: str | None) -> Selector:
 
     def matches(obj: dict[str, Any]) -> bool:
         for path, negated, value in checks:
-            actual = _lookup(obj, path)
-            actual_text = "" if actual is None else str(actual).lower() if isinstance(actual, bool) else str(actual)
-            if (actual_text == value) == negated:
+            if (_field_text(_lookup(obj, path)) == value) == negated:
                 return False
         return True
 
     return matches
+
+
+def _field_text(value: Any) -> str:
+    """Render a field as field selectors compare it: booleans as `true`/`false`, absent as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def _lookup(obj: Any, path: list[str]) -> Any:

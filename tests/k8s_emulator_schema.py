@@ -4,7 +4,7 @@ The emulator runs every write of a custom resource through `CustomResourceSchema
 prune the fields that the structural schema does not declare, apply schema
 defaults, validate against the OpenAPI v3 schema with `jsonschema`, and
 evaluate the `x-kubernetes-validations` CEL rules with `cel-python`.
-Failures come back as `FieldError`s, which the emulator answers with 422 Invalid.
+Failures come back as `FieldError`s, which the emulator returns as 422 Invalid.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class CustomResourceSchema:
         self._programs: dict[str, Any] = {}
 
     def admit(self, obj: dict[str, Any], old: dict[str, Any] | None) -> tuple[dict[str, Any], list[FieldError]]:
-        """Prune and default `obj`, then validate it; return the stored form and every error."""
+        """Prune and default `obj`, validate it, and return the form to store with every error found."""
         admitted = self.prune(obj)
         self.apply_defaults(admitted)
         errors = self.validate_schema(admitted)

@@ -3,21 +3,23 @@
 kmock 0.8 serves discovery, stores objects and streams them, but treats every
 write as a recursive dict merge. `LiveryKubernetesEmulator` keeps kmock's
 discovery, object store (`emulator.objects`) and user reactions
-(`emulator['get /api/v1/...'] << 500` still intercepts a request first), and
-serves every resource request itself with what the operator and the clients rely on:
+(`emulator['get /api/v1/...'] << 500` still intercepts a request first). It
+serves every resource request itself, with the behaviour that the operator and
+the clients rely on:
 
 - `uid`, `creationTimestamp`, a cluster-wide `resourceVersion` bumped on every
-  write, and `generation` bumped when anything but metadata and status changes;
+  write, and `generation` bumped when anything but metadata and status changes.
 - 409 Conflict for a stale `metadata.resourceVersion` and for an existing name,
   422 when a JSON patch `test` operation fails (kopf reads 422 as "retry later"),
-  404 with a `Status` body for missing objects;
-- merge, JSON, strategic merge (as merge) and server-side apply patches, and
-  `managedFields` with apply conflicts between field managers;
-- the `status` subresource, deletion with finalizers, namespace termination,
-  garbage collection through `ownerReferences`;
-- label and field selectors on lists, watches and collection deletes; watch
-  streams that resume from a `resourceVersion`;
-- pruning, defaulting, OpenAPI validation and CEL rules of the CRDs in `crds/`.
+  404 with a `Status` body for missing objects.
+- Merge, JSON, strategic merge (as merge) and server-side apply patches, and
+  `managedFields` with apply conflicts between field managers.
+- The `status` subresource, deletion with finalizers, namespace termination and
+  garbage collection through `ownerReferences`.
+- Label and field selectors on lists, watches and collection deletes, and watch
+  streams that resume from a `resourceVersion`.
+- Pruning, defaulting, OpenAPI validation and CEL rules of the CRDs in `crds/`,
+  and server defaults of Secrets, Deployments and Services.
 
 Every write happens in one event loop without awaiting, so writes are atomic
 without locks.
@@ -34,17 +36,32 @@ import math
 import secrets
 import string
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp.web
 import attrs
-import jsonpatch
 import kmock
 import yaml
 from k8s_emulator_builtins import admit_builtin
 from k8s_emulator_fields import FieldPath, applied_paths, merge_apply, record_apply, record_update
+from k8s_emulator_http import (
+    APPLY_PATCH_TYPE,
+    JSON_PATCH_TYPE,
+    MERGE_PATCH_TYPES,
+    ResourcePath,
+    WatchEvent,
+    event_type_for_selector,
+    field_manager_name,
+    invalid,
+    json_body,
+    make_request,
+    not_found,
+    parse_resource_path,
+    parse_resource_version,
+    request_selector,
+    write_event,
+)
 from k8s_emulator_objects import (
     ALL_VERBS,
     BUILTIN_TYPES,
@@ -56,77 +73,27 @@ from k8s_emulator_objects import (
     merge_patch,
     name_error,
     now_rfc3339,
-    parse_field_selector,
-    parse_label_selector,
 )
 from k8s_emulator_schema import FieldError
-from kmock._internal import enums, parsing, rendering
+from k8s_emulator_updates import (
+    apply_json_patch,
+    desired_state,
+    keep_system_metadata,
+    scope_to_subresource,
+    tracks_generation,
+    without_resource_version,
+)
+from kmock._internal import rendering
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
-# Watch events kept for clients that resume a watch from a resourceVersion; older ones get 410 Gone.
+# Watch events kept for clients that resume a watch from a resourceVersion. Older ones get 410 Gone.
 WATCH_HISTORY_LIMIT = 20_000
 
 # How often an idle watch checks whether its client has disconnected, in seconds.
 WATCH_IDLE_CHECK_SECONDS = 1.0
-
-# Namespace subresources, which share the path shape of `/api/v1/namespaces/NS/PLURAL`.
-_NAMESPACE_SUBRESOURCES = {"status", "finalize"}
-
-_MERGE_PATCH_TYPES = {
-    "application/merge-patch+json",
-    "application/strategic-merge-patch+json",  # NOTE: merged as a plain merge patch, no patchMergeKey lists
-}
-_JSON_PATCH_TYPE = "application/json-patch+json"
-_APPLY_PATCH_TYPE = "application/apply-patch+yaml"
-
-
-@dataclass(frozen=True)
-class ResourcePath:
-    """A parsed resource URL: `/apis/GROUP/VERSION[/namespaces/NS]/PLURAL[/NAME[/SUBRESOURCE]]`."""
-
-    group: str
-    version: str
-    plural: str
-    namespace: str | None
-    name: str | None
-    subresource: str | None
-
-
-def parse_resource_path(path: str) -> ResourcePath | None:
-    """Parse a resource URL; return None for discovery and other non-resource paths.
-
-    kmock 0.8 reads `/api/v1/namespaces` and `/api/v1/namespaces/NAME` as a
-    namespace prefix without a resource, so the emulator parses paths itself.
-    """
-    parts = [part for part in path.split("/") if part]
-    if len(parts) >= 3 and parts[0] == "api":
-        group, version, rest = "", parts[1], parts[2:]
-    elif len(parts) >= 4 and parts[0] == "apis":
-        group, version, rest = parts[1], parts[2], parts[3:]
-    else:
-        return None
-
-    namespace = None
-    is_namespace_subresource = group == "" and len(rest) == 3 and rest[2] in _NAMESPACE_SUBRESOURCES
-    if rest[0] == "namespaces" and len(rest) >= 3 and not is_namespace_subresource:
-        namespace, rest = rest[1], rest[2:]
-
-    name = rest[1] if len(rest) > 1 else None
-    subresource = "/".join(rest[2:]) or None
-    return ResourcePath(group, version, rest[0], namespace, name, subresource)
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    resource_version: int
-    resource_type: ResourceType
-    namespace: str | None
-    type: str
-    object: dict[str, Any]
-    old: dict[str, Any] | None
 
 
 @attrs.define(kw_only=True)
@@ -178,11 +145,12 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
 
         An ambiguous name (`events`) resolves to the core group, as kubectl does.
         """
-        wanted = name.lower()
-        matches = [resource_type for resource_type in self._types.values() if wanted in resource_type.names()]
+        requested = name.lower()
+        matches = [resource_type for resource_type in self._types.values() if requested in resource_type.names()]
         matches.sort(key=lambda resource_type: resource_type.group != "")
         if not matches:
-            raise KeyError(f"unknown resource type {name!r}; known: {sorted(t.group_resource for t in self._types.values())}")
+            known = sorted(resource_type.group_resource for resource_type in self._types.values())
+            raise KeyError(f"unknown resource type {name!r}, expected one of {known}")
         return matches[0]
 
     def _type_of(self, path: ResourcePath) -> ResourceType:
@@ -234,7 +202,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
     def _read_or_404(self, resource_type: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
         obj = self.read_object(resource_type, namespace, name)
         if obj is None:
-            raise _not_found(resource_type, name)
+            raise not_found(resource_type, name)
         return obj
 
     def _next_resource_version(self) -> int:
@@ -293,7 +261,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
             return await super().__call__(raw_request)
 
         body = await raw_request.read()
-        request = _make_request(raw_request, path, body, id=len(self._requests))
+        request = make_request(raw_request, path, body, id=len(self._requests))
         self._requests.append(request)
         try:
             response = await self._serve_user_reactions(request)
@@ -302,7 +270,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
             return await self._serve_resource(request, path, raw_request)
         except ApiError as error:
             return aiohttp.web.json_response(error.status(), status=error.code)
-        except Exception as error:  # an emulator bug: answer 500 so the client fails loudly
+        except Exception as error:  # an emulator bug: return 500 so that the client fails loudly
             logger.exception("emulator failed on %s %s", raw_request.method, raw_request.path_qs)
             if self._errors:
                 self._errors[-1].append(error)
@@ -350,7 +318,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
             if method == "GET":
                 return 200, self.list_objects(resource_type, namespace, params)
             if method == "POST":
-                return 201, self.create_object(resource_type, namespace, _json_body(request), params, _manager(request, params))
+                return 201, self.create_object(resource_type, namespace, json_body(request), params, field_manager_name(request, params))
             if method == "DELETE":
                 return 200, self.delete_collection(resource_type, namespace, params)
             raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
@@ -360,19 +328,19 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
             return 200, obj
         if method == "PUT":
             return 200, self.replace_object(
-                resource_type, namespace, path.name, path.subresource, _json_body(request), params, _manager(request, params)
+                resource_type, namespace, path.name, path.subresource, json_body(request), params, field_manager_name(request, params)
             )
         if method == "PATCH":
             return self.patch_object(resource_type, namespace, path.name, path.subresource, request, params)
         if method == "DELETE":
-            options = _json_body(request) if request.body.strip() else {}
+            options = json_body(request) if request.body.strip() else {}
             return 200, self.delete_object(resource_type, namespace, path.name, options, params)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on an object")
 
     # Reads.
 
     def list_objects(self, resource_type: ResourceType, namespace: str | None, params: dict[str, str]) -> dict[str, Any]:
-        matches = _selector(params)
+        matches = request_selector(params)
         items = [
             obj
             for found_type, found_namespace, obj in self._iter_objects()
@@ -410,7 +378,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
         name = metadata.get("name") or self._generate_name(resource_type, namespace, metadata.get("generateName"))
         metadata["name"] = name
         if error := name_error(resource_type, name):
-            raise _invalid(resource_type, name, [FieldError("metadata.name", "FieldValueInvalid", f"Invalid value: {json.dumps(name)}: {error}")])
+            raise invalid(resource_type, name, [FieldError("metadata.name", "FieldValueInvalid", f"Invalid value: {json.dumps(name)}: {error}")])
         if self.read_object(resource_type, namespace, name) is not None:
             raise ApiError(
                 409, "AlreadyExists", f'{resource_type.group_resource} "{name}" already exists',
@@ -421,7 +389,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
             metadata.pop(field, None)
         metadata["uid"] = str(uuid.uuid4())
         metadata["creationTimestamp"] = now_rfc3339()
-        if _tracks_generation(resource_type):
+        if tracks_generation(resource_type):
             metadata["generation"] = 1
         if resource_type.status_subresource and resource_type.schema is not None:
             obj.pop("status", None)  # a CRD with a status subresource ignores status on create
@@ -459,7 +427,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
 
     def _generate_name(self, resource_type: ResourceType, namespace: str | None, prefix: str | None) -> str:
         if not prefix:
-            raise _invalid(resource_type, "", [FieldError("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")])
+            raise invalid(resource_type, "", [FieldError("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")])
         alphabet = string.ascii_lowercase + string.digits
         while True:
             name = prefix + "".join(secrets.choice(alphabet) for _ in range(5))
@@ -467,15 +435,15 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
                 return name
 
     def _admit(self, resource_type: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
-        """Default and validate `obj` as the API server does for its kind; raise 422 on errors."""
+        """Default and validate `obj` as the API server does for its kind, raising 422 on errors."""
         if resource_type.schema is None:
             errors = admit_builtin(resource_type, obj, old)
             if errors:
-                raise _invalid(resource_type, obj["metadata"].get("name", ""), errors)
+                raise invalid(resource_type, obj["metadata"].get("name", ""), errors)
             return obj
         admitted, errors = resource_type.schema.admit(obj, old)
         if errors:
-            raise _invalid(resource_type, obj["metadata"].get("name", ""), errors)
+            raise invalid(resource_type, obj["metadata"].get("name", ""), errors)
         return admitted
 
     # Update.
@@ -495,7 +463,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
         if body_name is not None and body_name != name:
             raise bad_request(f"the name of the object ({body_name}) does not match the name on the URL ({name})")
         if resource_type.schema is not None and not body.get("metadata", {}).get("resourceVersion"):
-            raise _invalid(resource_type, name, [FieldError(
+            raise invalid(resource_type, name, [FieldError(
                 "metadata.resourceVersion", "FieldValueInvalid", "Invalid value: 0x0: must be specified for an update"
             )])
         self._check_kind(resource_type, body)
@@ -513,20 +481,20 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         current = self.read_object(resource_type, namespace, name)
 
-        if content_type == _APPLY_PATCH_TYPE:
+        if content_type == APPLY_PATCH_TYPE:
             return self._apply(resource_type, namespace, name, subresource, current, request, params)
         if current is None:
-            raise _not_found(resource_type, name)
+            raise not_found(resource_type, name)
 
-        manager = _manager(request, params)
-        if content_type in _MERGE_PATCH_TYPES:
-            patch = _json_body(request)
+        manager = field_manager_name(request, params)
+        if content_type in MERGE_PATCH_TYPES:
+            patch = json_body(request)
             candidate = merge_patch(current, patch)
-        elif content_type == _JSON_PATCH_TYPE:
-            operations = _json_body(request, expect=list)
-            candidate = _apply_json_patch(current, operations)
+        elif content_type == JSON_PATCH_TYPE:
+            operations = json_body(request, expect=list)
+            candidate = apply_json_patch(current, operations)
         else:
-            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: {', '.join(sorted(_MERGE_PATCH_TYPES | {_JSON_PATCH_TYPE, _APPLY_PATCH_TYPE}))}")
+            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: {', '.join(sorted(MERGE_PATCH_TYPES | {JSON_PATCH_TYPE, APPLY_PATCH_TYPE}))}")
         return 200, self._update(resource_type, current, candidate, subresource, params, manager, "Update")
 
     def _apply(
@@ -556,7 +524,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
 
         if current is None:
             if subresource is not None:
-                raise _not_found(resource_type, name)
+                raise not_found(resource_type, name)
             body = copy.deepcopy(config)
             body.setdefault("metadata", {})["name"] = name
             created = self.create_object(resource_type, namespace, body, {**params, "dryRun": "All"}, manager)
@@ -593,29 +561,29 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
                 {"name": name, "group": resource_type.group, "kind": resource_type.plural},
             )
 
-        new = _scope_to_subresource(resource_type, current, candidate, subresource)
+        new = scope_to_subresource(resource_type, current, candidate, subresource)
         new["apiVersion"], new["kind"] = resource_type.api_version, resource_type.kind
-        _keep_system_metadata(new, current)
+        keep_system_metadata(new, current)
         if operation == "Apply":  # _merge_apply already moved the ownership of forced fields
             new["metadata"]["managedFields"] = candidate["metadata"]["managedFields"]
 
         if current["metadata"].get("deletionTimestamp"):
             added = set(new["metadata"].get("finalizers") or []) - set(current["metadata"].get("finalizers") or [])
             if added:
-                raise _invalid(resource_type, name, [FieldError(
+                raise invalid(resource_type, name, [FieldError(
                     "metadata.finalizers", "FieldValueForbidden",
                     f"Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)}",
                 )])
 
         new = self._admit(resource_type, new, old=current)
-        if _tracks_generation(resource_type) and _desired_state(new) != _desired_state(current):
+        if tracks_generation(resource_type) and desired_state(new) != desired_state(current):
             new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         if operation == "Apply":
             record_apply(new, applied or set(), manager, subresource)
         else:
             record_update(new, current, manager, operation, subresource)
 
-        if _without_resource_version(new) == _without_resource_version(current):
+        if without_resource_version(new) == without_resource_version(current):
             return current  # a no-op write changes nothing, not even the resourceVersion
         if params.get("dryRun") == "All":
             return new
@@ -664,7 +632,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
         marked = copy.deepcopy(current)
         marked["metadata"]["deletionTimestamp"] = now_rfc3339()
         marked["metadata"]["deletionGracePeriodSeconds"] = 0
-        if _tracks_generation(resource_type):
+        if tracks_generation(resource_type):
             marked["metadata"]["generation"] = metadata.get("generation", 1) + 1
         return self._store(resource_type, marked, old=current)
 
@@ -723,20 +691,20 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
         namespace = path.namespace if resource_type.namespaced else None
         if path.name is not None:  # the deprecated watch of one object by URL
             params = {**params, "fieldSelector": ",".join(filter(None, [params.get("fieldSelector"), f"metadata.name={path.name}"]))}
-        matches = _selector(params)
+        matches = request_selector(params)
         timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
         since = params.get("resourceVersion") or "0"
 
-        since_version = _parse_resource_version(since)
+        since_version = parse_resource_version(since)
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(raw_request)
 
-        # Like the API server, answer a resourceVersion older than the kept history with an
-        # ERROR event carrying 410 Gone inside a 200 stream; clients then list again.
+        # Like the API server, reply to a resourceVersion older than the kept history with an
+        # ERROR event carrying 410 Gone inside a 200 stream. Clients then list again.
         oldest = self._watch_events[0].resource_version if self._watch_events else self._last_resource_version + 1
         if since != "0" and since_version < oldest - 1 and since_version < self._last_resource_version:
             expired = ApiError(410, "Expired", f"too old resource version: {since_version} ({oldest - 1})")
-            await _write_event(response, "ERROR", expired.status())
+            await write_event(response, "ERROR", expired.status())
             await response.write_eof()
             return response
         loop = asyncio.get_running_loop()
@@ -747,7 +715,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
                 last_sent = self._last_resource_version
                 for found_type, found_namespace, obj in self._iter_objects():
                     if found_type == resource_type and (namespace is None or found_namespace == namespace) and matches(obj):
-                        await _write_event(response, "ADDED", obj)
+                        await write_event(response, "ADDED", obj)
             else:
                 last_sent = since_version
 
@@ -758,9 +726,9 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
                     last_sent = event.resource_version
                     if event.resource_type != resource_type or (namespace is not None and event.namespace != namespace):
                         continue
-                    event_type = _event_type_for_selector(event, matches)
+                    event_type = event_type_for_selector(event, matches)
                     if event_type is not None:
-                        await _write_event(response, event_type, event.object)
+                        await write_event(response, event_type, event.object)
 
                 wait = WATCH_IDLE_CHECK_SECONDS
                 if deadline is not None:
@@ -775,7 +743,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
                         break
             await response.write_eof()
         except (ConnectionResetError, ConnectionError):
-            pass  # the client went away; nothing to clean up
+            pass  # the client disconnected, and nothing needs cleaning up
         return response
 
     def compact_watch_history(self) -> None:
@@ -786,164 +754,3 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
         """End every open watch stream, so the server can stop without waiting for clients."""
         self._closing = True
         self._watch_event_added.set()
-
-
-# Helpers without state.
-
-
-def _make_request(raw_request: aiohttp.web.BaseRequest, path: ResourcePath, body: bytes, *, id: int) -> rendering.Request:
-    """Build kmock's request record from our own path parsing, for reactions and `emulator.requests`."""
-    text = body.decode("utf-8", errors="replace")
-    try:
-        data = json.loads(text) if text.strip() else None
-    except ValueError:
-        data = None
-    parsed = parsing.ParsedPath(path.group, path.version, path.plural, path.namespace, path.name, path.subresource)
-    method = enums.method(raw_request.method)
-    return rendering.Request(
-        id=id,
-        raw_request=raw_request,
-        url=raw_request.url,
-        method=raw_request.method,
-        params=dict(raw_request.query),
-        headers=dict(raw_request.headers),
-        cookies=dict(raw_request.cookies),
-        data=data,
-        body=body,
-        text=text,
-        action=parsing.guess_k8s(parsed, method, dict(raw_request.query)),
-        resource=kmock.resource(path.group, path.version, path.plural),
-        namespace=path.namespace,
-        name=path.name,
-        subresource=path.subresource,
-    )
-
-
-def _json_body(request: rendering.Request, expect: type = dict) -> Any:
-    try:
-        body = json.loads(request.text)
-    except ValueError as error:
-        raise bad_request(f"the request body is not valid JSON: {error}") from None
-    if not isinstance(body, expect):
-        raise bad_request(f"the request body must be a JSON {'object' if expect is dict else 'array'}")
-    return body
-
-
-def _manager(request: rendering.Request, params: dict[str, str]) -> str:
-    """Name the field manager as the API server does: `fieldManager`, else the User-Agent's program."""
-    if params.get("fieldManager"):
-        return params["fieldManager"]
-    user_agent = request.headers.get("User-Agent", "unknown")
-    return user_agent.split("/")[0] or "unknown"
-
-
-def _selector(params: dict[str, str]) -> Any:
-    by_labels = parse_label_selector(params.get("labelSelector"))
-    by_fields = parse_field_selector(params.get("fieldSelector"))
-    return lambda obj: by_labels(obj) and by_fields(obj)
-
-
-def _parse_resource_version(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise bad_request(f"invalid resourceVersion {text!r}: expected an integer") from None
-
-
-def _event_type_for_selector(event: WatchEvent, matches: Any) -> str | None:
-    """Translate an event for a filtered watch: leaving the selection reads as DELETED, entering as ADDED."""
-    now_matches = matches(event.object)
-    if event.type != "MODIFIED":
-        return event.type if now_matches else None
-    matched_before = event.old is not None and matches(event.old)
-    if now_matches:
-        return "MODIFIED" if matched_before else "ADDED"
-    return "DELETED" if matched_before else None
-
-
-async def _write_event(response: aiohttp.web.StreamResponse, event_type: str, obj: dict[str, Any]) -> None:
-    await response.write(json.dumps({"type": event_type, "object": obj}).encode() + b"\n")
-
-
-def _not_found(resource_type: ResourceType, name: str) -> ApiError:
-    return ApiError(
-        404, "NotFound", f'{resource_type.group_resource} "{name}" not found',
-        {"name": name, "group": resource_type.group, "kind": resource_type.plural},
-    )
-
-
-def _invalid(resource_type: ResourceType, name: str, errors: list[FieldError]) -> ApiError:
-    rendered = [error.render() for error in errors]
-    summary = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
-    qualified_kind = f"{resource_type.kind}.{resource_type.group}" if resource_type.group else resource_type.kind
-    return ApiError(
-        422, "Invalid", f'{qualified_kind} "{name}" is invalid: {summary}',
-        {
-            "name": name,
-            "group": resource_type.group,
-            "kind": resource_type.kind,
-            "causes": [{"reason": error.reason, "message": error.message, "field": error.field} for error in errors],
-        },
-    )
-
-
-def _apply_json_patch(current: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
-    try:
-        return jsonpatch.apply_patch(current, operations)
-    except jsonpatch.JsonPatchTestFailed as error:
-        # The API server answers a failed `test` with 422; kopf treats that as "changed meanwhile, retry".
-        raise ApiError(422, "Invalid", f"the JSON patch test operation failed: {error}") from None
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
-        raise ApiError(422, "Invalid", f"the JSON patch cannot be applied: {error}") from None
-
-
-def _tracks_generation(resource_type: ResourceType) -> bool:
-    return resource_type.schema is not None or resource_type.status_subresource
-
-
-def _desired_state(obj: dict[str, Any]) -> dict[str, Any]:
-    """The part of an object whose changes bump `generation`: all but metadata and status."""
-    return {key: value for key, value in obj.items() if key not in ("metadata", "status", "apiVersion", "kind")}
-
-
-def _without_resource_version(obj: dict[str, Any]) -> dict[str, Any]:
-    copied = copy.deepcopy(obj)
-    copied["metadata"].pop("resourceVersion", None)
-    for entry in copied["metadata"].get("managedFields") or []:
-        entry.pop("time", None)
-    return copied
-
-
-def _scope_to_subresource(
-    resource_type: ResourceType, current: dict[str, Any], candidate: dict[str, Any], subresource: str | None
-) -> dict[str, Any]:
-    """Keep only what the endpoint may change: status via /status, the rest via the main resource."""
-    if subresource == "status":
-        new = copy.deepcopy(current)
-        if "status" in candidate:
-            new["status"] = copy.deepcopy(candidate["status"])
-        else:
-            new.pop("status", None)
-        return new
-    new = copy.deepcopy(candidate)
-    new.setdefault("metadata", {})
-    if resource_type.status_subresource:
-        if "status" in current:
-            new["status"] = copy.deepcopy(current["status"])
-        else:
-            new.pop("status", None)
-    return new
-
-
-_SYSTEM_METADATA = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
-
-
-def _keep_system_metadata(new: dict[str, Any], current: dict[str, Any]) -> None:
-    metadata = new.setdefault("metadata", {})
-    for field in _SYSTEM_METADATA:
-        if field in current["metadata"]:
-            metadata[field] = current["metadata"][field]
-        else:
-            metadata.pop(field, None)
-    metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
-    metadata["managedFields"] = copy.deepcopy(current["metadata"].get("managedFields") or [])

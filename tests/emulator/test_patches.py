@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import kubernetes
 import yaml
-from emulator_helpers import APPLY_PATCH, TENANTS, TENANTS_PATH, create_tenant, tenant_manifest
+from emulator_helpers import APPLY_PATCH, MERGE_PATCH, TENANTS_PATH, create_tenant, tenant_manifest
 
 
 def apply(http: httpx.Client, manifest: dict, manager: str, force: bool = False) -> httpx.Response:
@@ -14,6 +14,14 @@ def apply(http: httpx.Client, manifest: dict, manager: str, force: bool = False)
         params["force"] = "true"
     name = manifest["metadata"]["name"]
     return http.patch(f"{TENANTS_PATH}/{name}", content=yaml.safe_dump(manifest), headers=APPLY_PATCH, params=params)
+
+
+def edit_spec(http: httpx.Client, name: str, spec: dict, manager: str) -> None:
+    """Merge-patch a Tenant's spec as field manager `manager`, as `kubectl edit` would."""
+    response = http.patch(
+        f"{TENANTS_PATH}/{name}", json={"spec": spec}, params={"fieldManager": manager}, headers=MERGE_PATCH
+    )
+    response.raise_for_status()
 
 
 def test_apply_creates_missing_object(http: httpx.Client) -> None:
@@ -33,12 +41,7 @@ def test_apply_records_owned_fields(http: httpx.Client) -> None:
 
 def test_apply_conflicts_with_other_manager(http: httpx.Client) -> None:
     apply(http, tenant_manifest("acme"), "livery-control-api")
-    http.patch(
-        f"{TENANTS_PATH}/acme",
-        json={"spec": {"plan": "pro"}},
-        params={"fieldManager": "kubectl-edit"},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
+    edit_spec(http, "acme", {"plan": "pro"}, "kubectl-edit")
 
     response = apply(http, tenant_manifest("acme", plan="enterprise"), "livery-control-api")
 
@@ -50,12 +53,7 @@ def test_apply_conflicts_with_other_manager(http: httpx.Client) -> None:
 
 def test_forced_apply_takes_ownership(http: httpx.Client) -> None:
     apply(http, tenant_manifest("acme"), "livery-control-api")
-    http.patch(
-        f"{TENANTS_PATH}/acme",
-        json={"spec": {"plan": "pro"}},
-        params={"fieldManager": "kubectl-edit"},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
+    edit_spec(http, "acme", {"plan": "pro"}, "kubectl-edit")
 
     response = apply(http, tenant_manifest("acme", plan="enterprise"), "livery-control-api", force=True)
 
@@ -67,12 +65,7 @@ def test_forced_apply_takes_ownership(http: httpx.Client) -> None:
 
 def test_apply_keeps_fields_of_other_managers(http: httpx.Client) -> None:
     apply(http, tenant_manifest("acme"), "livery-control-api")
-    http.patch(
-        f"{TENANTS_PATH}/acme",
-        json={"spec": {"suspended": True}},
-        params={"fieldManager": "kubectl-edit"},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
+    edit_spec(http, "acme", {"suspended": True}, "kubectl-edit")
 
     response = apply(http, tenant_manifest("acme", displayName="Acme Inc"), "livery-control-api")
 

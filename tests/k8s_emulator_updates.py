@@ -1,0 +1,70 @@
+"""Update rules: what each endpoint may change, what bumps `generation`, what counts as a no-op."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonpatch
+from k8s_emulator_objects import ApiError, ResourceType
+
+def apply_json_patch(current: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
+    try:
+        return jsonpatch.apply_patch(current, operations)
+    except jsonpatch.JsonPatchTestFailed as error:
+        # The API server rejects a failed `test` with 422, which kopf reads as "changed meanwhile, retry".
+        raise ApiError(422, "Invalid", f"the JSON patch test operation failed: {error}") from None
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
+        raise ApiError(422, "Invalid", f"the JSON patch cannot be applied: {error}") from None
+
+
+def tracks_generation(resource_type: ResourceType) -> bool:
+    return resource_type.schema is not None or resource_type.status_subresource
+
+
+def desired_state(obj: dict[str, Any]) -> dict[str, Any]:
+    """The part of an object whose changes bump `generation`: all but metadata and status."""
+    return {key: value for key, value in obj.items() if key not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def without_resource_version(obj: dict[str, Any]) -> dict[str, Any]:
+    copied = copy.deepcopy(obj)
+    copied["metadata"].pop("resourceVersion", None)
+    for entry in copied["metadata"].get("managedFields") or []:
+        entry.pop("time", None)
+    return copied
+
+
+def scope_to_subresource(
+    resource_type: ResourceType, current: dict[str, Any], candidate: dict[str, Any], subresource: str | None
+) -> dict[str, Any]:
+    """Keep only what the endpoint may change: status via /status, the rest via the main resource."""
+    if subresource == "status":
+        new = copy.deepcopy(current)
+        if "status" in candidate:
+            new["status"] = copy.deepcopy(candidate["status"])
+        else:
+            new.pop("status", None)
+        return new
+    new = copy.deepcopy(candidate)
+    new.setdefault("metadata", {})
+    if resource_type.status_subresource:
+        if "status" in current:
+            new["status"] = copy.deepcopy(current["status"])
+        else:
+            new.pop("status", None)
+    return new
+
+
+_SYSTEM_METADATA = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
+
+
+def keep_system_metadata(new: dict[str, Any], current: dict[str, Any]) -> None:
+    metadata = new.setdefault("metadata", {})
+    for field in _SYSTEM_METADATA:
+        if field in current["metadata"]:
+            metadata[field] = current["metadata"][field]
+        else:
+            metadata.pop(field, None)
+    metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
+    metadata["managedFields"] = copy.deepcopy(current["metadata"].get("managedFields") or [])
