@@ -13,6 +13,7 @@ from livery.store.base import ResourceStore
 from .billing.provider import BillingProvider
 from .metrics import Metrics
 from .ratelimit import LoginLimiter
+from .security import PasswordHashing
 from .settings import ControlApiSettings
 
 logger = logging.getLogger("livery.control_api.mail")
@@ -67,7 +68,13 @@ class AppContext:
     mailer: Mailer
     metrics: Metrics = field(default_factory=Metrics)
     limiter: LoginLimiter | None = None
+    passwords: PasswordHashing | None = None
 
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = LoginLimiter(self.settings.login_attempts_per_minute)
+        if self.passwords is None:
+            settings = self.settings
+            self.passwords = PasswordHashing(
+                settings.password_hash_time_cost, settings.password_hash_memory_kib, settings.password_hash_parallelism
+            )

@@ -14,11 +14,6 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.concurrency import run_in_threadpool
 
-# argon2-cffi's defaults are the RFC 9106 low-memory profile (argon2id, 64 MiB, 3 passes).
-_hasher = PasswordHasher()
-# A hash checked when the account does not exist, so a sign-in takes as long either way.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
 API_KEY_PREFIX = "lvk_"
 JWT_ALGORITHM = "HS256"
 ACCESS_AUDIENCE = "livery-control-api"
@@ -26,21 +21,31 @@ LOGIN_LINK_AUDIENCE = "livery-login"
 LOGIN_LINK_SECONDS = 300
 
 
-async def hash_password(password: str) -> str:
-    """Hash `password` with argon2id in a worker thread; the hash takes tens of milliseconds of CPU."""
-    return await run_in_threadpool(_hasher.hash, password)
+class PasswordHashing:
+    """argon2id hashing in worker threads; one hash costs tens of milliseconds of CPU at the defaults.
 
+    The defaults are argon2-cffi's, the RFC 9106 low-memory profile
+    (time cost 3, 64 MiB, parallelism 4).
+    """
 
-async def verify_password(password_hash: str | None, password: str) -> bool:
-    """Check `password` against `password_hash`; a missing hash costs the same time and fails."""
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+        # Checked when the account does not exist, so a sign-in takes as long either way.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
-    def verify() -> bool:
-        try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-        except (VerificationError, InvalidHashError):
-            return False
+    async def hash(self, password: str) -> str:
+        return await run_in_threadpool(self._hasher.hash, password)
 
-    return await run_in_threadpool(verify)
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Check `password` against `password_hash`; a missing hash costs the same time and fails."""
+
+        def verify() -> bool:
+            try:
+                return self._hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await run_in_threadpool(verify)
 
 
 def token_digest(token: str) -> str:

@@ -57,6 +57,11 @@ class ControlApiSettings(CommonSettings):
     files_dir: str | None = Field(
         default=None, description="Folder of tenant files when no S3 bucket is set (logo uploads land there)."
     )
+    password_hash_time_cost: int = Field(default=3, ge=1, le=20, description="argon2id passes.")
+    password_hash_memory_kib: int = Field(
+        default=65536, ge=8, le=4 * 1024 * 1024, description="argon2id memory per hash, in KiB."
+    )
+    password_hash_parallelism: int = Field(default=4, ge=1, le=64, description="argon2id lanes.")
     environment: Literal["development", "production"] = Field(
         default="development", description="production refuses placeholder secrets."
     )

@@ -28,7 +28,7 @@ from .context import AppContext
 from .dependencies import utcnow
 from .errors import Conflict, InvalidInput, PaymentRequired, Unavailable
 from .schemas import NameCheck, SignupRequest
-from .security import hash_password, new_token, token_digest, verify_password
+from .security import new_token, token_digest
 from .tables import Account, EmailVerificationToken, Membership, Signup, TenantBilling
 
 logger = logging.getLogger("livery.control_api.signup")
@@ -80,7 +80,7 @@ async def sign_up(context: AppContext, session: AsyncSession, request: SignupReq
     email = request.email.lower()
     existing = await session.get(Signup, request.tenant)
     if existing is not None:
-        return await _repeat(session, existing, email, request.password)
+        return await _repeat(context, session, existing, email, request.password)
 
     check = await check_tenant_name(request.tenant, context.store, session)
     if not check.available:
@@ -90,9 +90,9 @@ async def sign_up(context: AppContext, session: AsyncSession, request: SignupReq
 
     account = await session.scalar(select(Account).where(Account.email == email))
     if account is None:
-        account = Account(id=str(uuid.uuid4()), email=email, password_hash=await hash_password(request.password))
+        account = Account(id=str(uuid.uuid4()), email=email, password_hash=await context.passwords.hash(request.password))
         session.add(account)
-    elif not await verify_password(account.password_hash, request.password):
+    elif not await context.passwords.verify(account.password_hash, request.password):
         raise Conflict(
             f"an account with {email} exists already; sign in with its password to add a tenant", field="email",
             code="account_exists",
@@ -119,7 +119,7 @@ async def sign_up(context: AppContext, session: AsyncSession, request: SignupReq
         await session.rollback()
         existing = await session.get(Signup, request.tenant)
         if existing is not None:
-            return await _repeat(session, existing, email, request.password)
+            return await _repeat(context, session, existing, email, request.password)
         raise Conflict(f"signup for {request.tenant!r} collided with another; retry", field="tenant") from None
 
     if paid:
@@ -131,9 +131,9 @@ async def sign_up(context: AppContext, session: AsyncSession, request: SignupReq
     return SignupResult(signup=signup, account=account, created=True, verification_token=verification)
 
 
-async def _repeat(session: AsyncSession, existing: Signup, email: str, password: str) -> SignupResult:
+async def _repeat(context: AppContext, session: AsyncSession, existing: Signup, email: str, password: str) -> SignupResult:
     account = await session.get(Account, existing.account_id)
-    if existing.email != email or account is None or not await verify_password(account.password_hash, password):
+    if existing.email != email or account is None or not await context.passwords.verify(account.password_hash, password):
         raise Conflict(f"Tenant name {existing.tenant!r} is already taken.", field="tenant", code="name_taken")
     return SignupResult(signup=existing, account=account, created=False)
 

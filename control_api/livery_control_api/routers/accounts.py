@@ -10,7 +10,7 @@ from sqlalchemy import select
 from ..dependencies import Context, CurrentCaller, Session, current_account, utcnow
 from ..errors import InvalidInput, TooManyRequests, Unauthorized
 from ..schemas import NameCheck, SignupRequest, SignupResponse, TokenResponse
-from ..security import issue_token, read_token, token_digest, verify_password
+from ..security import issue_token, read_token, token_digest
 from ..signup import check_tenant_name, sign_up
 from ..tables import Account, EmailVerificationToken, Membership
 from ..views import status_view
@@ -89,7 +89,7 @@ async def token(
             f"too many failed sign-ins; retry in {wait} seconds", headers={"Retry-After": str(wait)}
         )
     account = await session.scalar(select(Account).where(Account.email == email))
-    if not await verify_password(account.password_hash if account else None, password):
+    if not await context.passwords.verify(account.password_hash if account else None, password):
         context.limiter.record_failure(*keys)
         raise Unauthorized("email or password is wrong", code="invalid_grant")
     context.limiter.record_success(keys[0])
@@ -145,16 +145,15 @@ async def logout_everywhere(caller: CurrentCaller, session: Session) -> None:
 @router.post("/auth/change-password", status_code=204)
 async def change_password(
     caller: CurrentCaller,
+    context: Context,
     session: Session,
     current_password: Annotated[str, Form(max_length=256)],
     new_password: Annotated[str, Form(min_length=10, max_length=256)],
 ) -> None:
     """Change the password and invalidate every refresh token issued before."""
-    from ..security import hash_password
-
     account = await current_account(session, caller)
-    if not await verify_password(account.password_hash, current_password):
+    if not await context.passwords.verify(account.password_hash, current_password):
         raise InvalidInput("current password is wrong", field="current_password")
-    account.password_hash = await hash_password(new_password)
+    account.password_hash = await context.passwords.hash(new_password)
     account.token_version += 1
     await session.commit()

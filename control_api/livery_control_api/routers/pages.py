@@ -34,7 +34,6 @@ from ..security import (
     issue_token,
     read_token,
     token_digest,
-    verify_password,
 )
 from ..signup import sign_up
 from ..tables import Account, EmailVerificationToken, Membership
@@ -163,7 +162,7 @@ async def signin_submit(request: Request, context: Context, session: Session) ->
         return _render(request, context, "signin.html", 429, values=values,
                        errors={"form": f"Too many failed sign-ins. Try again in {wait} seconds."})
     account = await session.scalar(select(Account).where(Account.email == email))
-    if not await verify_password(account.password_hash if account else None, str(form.get("password", ""))):
+    if not await context.passwords.verify(account.password_hash if account else None, str(form.get("password", ""))):
         context.limiter.record_failure(*keys)
         return _render(request, context, "signin.html", 401, values=values, errors={"form": "Email or password is wrong."})
     context.limiter.record_success(keys[0])

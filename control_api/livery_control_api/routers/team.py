@@ -21,7 +21,7 @@ from ..schemas import (
     InvitationView,
     MemberView,
 )
-from ..security import hash_password, new_api_key, new_token, token_digest, verify_password
+from ..security import new_api_key, new_token, token_digest
 from ..tables import Account, ApiKey, Invitation, Membership
 
 router = APIRouter(prefix="/v1", tags=["team"])
@@ -69,7 +69,7 @@ async def invite_member(
 
 
 @router.post("/invitations/accept", response_model=MemberView)
-async def accept_invitation(body: AcceptInvitationRequest, session: Session) -> MemberView:
+async def accept_invitation(body: AcceptInvitationRequest, context: Context, session: Session) -> MemberView:
     """Join a tenant with an invitation token; creates the account when the email has none."""
     invitation = await session.scalar(
         select(Invitation).where(Invitation.token_hash == token_digest(body.token)).with_for_update()
@@ -80,11 +80,11 @@ async def accept_invitation(body: AcceptInvitationRequest, session: Session) -> 
     if body.password is None:
         raise InvalidInput("password is required to accept an invitation", field="password")
     if account is None:
-        account = Account(id=str(uuid.uuid4()), email=invitation.email, password_hash=await hash_password(body.password))
+        account = Account(id=str(uuid.uuid4()), email=invitation.email, password_hash=await context.passwords.hash(body.password))
         # The invitation reached this address, which proves the email.
         account.email_verified_at = utcnow()
         session.add(account)
-    elif not await verify_password(account.password_hash, body.password):
+    elif not await context.passwords.verify(account.password_hash, body.password):
         raise InvalidInput(f"password of the existing account {invitation.email} is wrong", field="password")
     invitation.accepted_at = utcnow()
     session.add(Membership(account_id=account.id, tenant=invitation.tenant, role=invitation.role))

@@ -1,0 +1,368 @@
+"""Customer API: tokens, roles, branding, domains, team, API keys, login links and usage."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from livery_control_api.ratelimit import LoginLimiter
+
+from .conftest import BASE_DOMAIN, unique_name
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def member_headers(api, tenant: str, owner: dict[str, str], role: str) -> dict[str, str]:
+    email = f"{unique_name()}@example.com"
+    invited = await api.http.post(f"/v1/tenants/{tenant}/members", json={"email": email, "role": role}, headers=owner)
+    assert invited.status_code == 201, invited.text
+    token = api.mailer.last_link(email).split("token=", 1)[1]
+    accepted = await api.http.post("/v1/invitations/accept", json={"token": token, "password": "member password 1"})
+    assert accepted.status_code == 200, accepted.text
+    return {"Authorization": f"Bearer {await api.token(email, 'member password 1')}"}
+
+
+async def test_token_grants_access_to_own_tenant(api):
+    tenant, owner = await api.owner()
+
+    response = await api.http.get(f"/v1/tenants/{tenant}", headers=owner)
+
+    assert response.status_code == 200
+    assert response.json()["name"] == tenant
+    assert response.json()["role"] == "owner"
+
+
+async def test_other_tenant_is_not_found(api):
+    tenant, _ = await api.owner()
+    _, stranger = await api.owner()
+
+    response = await api.http.get(f"/v1/tenants/{tenant}", headers=stranger)
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_missing_token_is_unauthorized(api):
+    tenant, _ = await api.owner()
+
+    response = await api.http.get(f"/v1/tenants/{tenant}")
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_wrong_password_is_rejected(api):
+    _, tenant, email = await api.signup()
+
+    response = await api.http.post("/v1/auth/token", data={"username": email, "password": "not the password"})
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_grant"
+
+
+async def test_refresh_token_issues_new_access_token(api):
+    _, tenant, email = await api.signup()
+    tokens = (await api.http.post("/v1/auth/token", data={"username": email, "password": "correct horse battery"})).json()
+
+    response = await api.http.post(
+        "/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["token_type"] == "bearer"
+    assert response.json()["access_token"]
+
+
+async def test_logout_everywhere_revokes_refresh_tokens(api):
+    _, tenant, email = await api.signup()
+    tokens = (await api.http.post("/v1/auth/token", data={"username": email, "password": "correct horse battery"})).json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    await api.http.post("/v1/auth/logout-everywhere", headers=headers)
+    response = await api.http.post(
+        "/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    )
+
+    assert response.status_code == 401
+
+
+async def test_login_is_rate_limited_per_account(api):
+    _, tenant, email = await api.signup()
+    for _ in range(api.context.settings.login_attempts_per_minute):
+        await api.http.post("/v1/auth/token", data={"username": email, "password": "wrong password!"})
+
+    response = await api.http.post("/v1/auth/token", data={"username": email, "password": "correct horse battery"})
+
+    assert response.status_code == 429
+    assert int(response.headers["retry-after"]) > 0
+    api.context.limiter._windows.clear()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_limiter_blocks_client_address_across_accounts():
+    limiter = LoginLimiter(3, clock=lambda: 100.0)
+    for index in range(3):
+        limiter.record_failure(f"account:user{index}@example.com", "address:10.0.0.1")
+
+    assert limiter.retry_after("account:new@example.com", "address:10.0.0.1") is not None
+    assert limiter.retry_after("account:new@example.com", "address:10.0.0.2") is None
+
+
+async def test_branding_patch_writes_spec(api):
+    tenant, owner = await api.owner()
+
+    response = await api.http.patch(
+        f"/v1/tenants/{tenant}/branding", json={"primaryColor": "#112233", "productName": "Acme Desk"}, headers=owner
+    )
+
+    assert response.status_code == 200, response.text
+    branding = (await api.context.store.get_tenant(tenant)).spec.branding
+    assert branding.primary_color == "#112233"
+    assert branding.product_name == "Acme Desk"
+
+
+async def test_branding_rejects_markup_in_colour(api):
+    tenant, owner = await api.owner()
+
+    response = await api.http.patch(
+        f"/v1/tenants/{tenant}/branding",
+        json={"primaryColor": "#000000</style><img src=x onerror=alert(1)>"},
+        headers=owner,
+    )
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == "branding.primaryColor"
+    assert "#rrggbb" in error["message"]
+    assert (await api.context.store.get_tenant(tenant)).spec.branding is None
+
+
+async def test_custom_css_needs_plan_feature(api):
+    tenant, owner = await api.owner()
+
+    response = await api.http.patch(f"/v1/tenants/{tenant}/branding", json={"customCss": "body{}"}, headers=owner)
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "feature_unavailable"
+
+
+async def test_unknown_branding_field_is_invalid(api):
+    tenant, owner = await api.owner()
+
+    response = await api.http.patch(f"/v1/tenants/{tenant}/branding", json={"fontFamily": "Comic Sans"}, headers=owner)
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "branding.fontFamily"
+
+
+async def test_member_cannot_edit_branding(api):
+    tenant, owner = await api.owner()
+    member = await member_headers(api, tenant, owner, "member")
+
+    response = await api.http.patch(f"/v1/tenants/{tenant}/branding", json={"primaryColor": "#000000"}, headers=member)
+
+    assert response.status_code == 403
+
+
+async def test_admin_cannot_invite_owner(api):
+    tenant, owner = await api.owner()
+    admin = await member_headers(api, tenant, owner, "admin")
+
+    response = await api.http.post(
+        f"/v1/tenants/{tenant}/members", json={"email": "x@example.com", "role": "owner"}, headers=admin
+    )
+
+    assert response.status_code == 422
+
+
+async def test_members_lists_roles(api):
+    tenant, owner = await api.owner()
+    await member_headers(api, tenant, owner, "admin")
+
+    response = await api.http.get(f"/v1/tenants/{tenant}/members", headers=owner)
+
+    assert response.status_code == 200
+    assert sorted(member["role"] for member in response.json()) == ["admin", "owner"]
+
+
+async def test_expired_invitation_is_rejected(api):
+    from livery_control_api.tables import Invitation
+    from livery_control_api.dependencies import utcnow
+    from datetime import timedelta
+    from sqlalchemy import update
+
+    tenant, owner = await api.owner()
+    email = f"{unique_name()}@example.com"
+    await api.http.post(f"/v1/tenants/{tenant}/members", json={"email": email}, headers=owner)
+    token = api.mailer.last_link(email).split("token=", 1)[1]
+    async with api.context.sessions() as session, session.begin():
+        await session.execute(update(Invitation).where(Invitation.email == email).values(expires_at=utcnow() - timedelta(seconds=1)))
+
+    response = await api.http.post("/v1/invitations/accept", json={"token": token, "password": "member password 1"})
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "token"
+
+
+async def test_api_key_is_scoped_and_revocable(api):
+    tenant, owner = await api.owner()
+    other, _ = await api.owner()
+    created = await api.http.post(f"/v1/tenants/{tenant}/api-keys", json={"name": "ci", "role": "member"}, headers=owner)
+    assert created.status_code == 201
+    key = {"Authorization": f"Bearer {created.json()['key']}"}
+
+    own = await api.http.get(f"/v1/tenants/{tenant}", headers=key)
+    foreign = await api.http.get(f"/v1/tenants/{other}", headers=key)
+    await api.http.delete(f"/v1/tenants/{tenant}/api-keys/{created.json()['id']}", headers=owner)
+    revoked = await api.http.get(f"/v1/tenants/{tenant}", headers=key)
+
+    assert own.status_code == 200
+    assert foreign.status_code == 404
+    assert revoked.status_code == 401
+
+
+async def test_api_key_secret_is_shown_once(api):
+    tenant, owner = await api.owner()
+    await api.http.post(f"/v1/tenants/{tenant}/api-keys", json={"name": "ci"}, headers=owner)
+
+    response = await api.http.get(f"/v1/tenants/{tenant}/api-keys", headers=owner)
+
+    assert response.status_code == 200
+    assert [key["key"] for key in response.json()] == [None]
+
+
+async def test_custom_domain_needs_plan_feature(api):
+    tenant, owner = await api.owner()
+
+    response = await api.http.post(f"/v1/tenants/{tenant}/domains", json={"domain": "shop.example.com"}, headers=owner)
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "feature_unavailable"
+
+
+async def pro_tenant(api) -> tuple[str, dict[str, str]]:
+    tenant, owner = await api.owner()
+    changed = await api.admin("POST", f"/v1/admin/tenants/{tenant}/plan", json={"plan": "pro"})
+    assert changed.status_code == 200, changed.text
+    return tenant, owner
+
+
+async def test_domain_is_added_after_txt_verification(api):
+    tenant, owner = await pro_tenant(api)
+    domain = f"{unique_name()}.example.com"
+    requested = await api.http.post(f"/v1/tenants/{tenant}/domains", json={"domain": domain}, headers=owner)
+    assert requested.status_code == 202
+    record = requested.json()
+
+    early = await api.http.post(f"/v1/tenants/{tenant}/domains/{domain}/verify", headers=owner)
+    assert early.status_code == 409
+    assert (await api.context.store.get_tenant(tenant)).spec.domains is None
+
+    api.dns.records[record["txtName"]] = [record["txtValue"]]
+    verified = await api.http.post(f"/v1/tenants/{tenant}/domains/{domain}/verify", headers=owner)
+
+    assert record["txtName"] == f"_livery-challenge.{domain}"
+    assert verified.status_code == 200
+    assert (await api.context.store.get_tenant(tenant)).spec.domains == [domain]
+
+
+async def test_domain_taken_by_other_tenant_conflicts(api):
+    first, first_owner = await pro_tenant(api)
+    second, second_owner = await pro_tenant(api)
+    domain = f"{unique_name()}.example.com"
+    record = (await api.http.post(f"/v1/tenants/{first}/domains", json={"domain": domain}, headers=first_owner)).json()
+
+    pending = await api.http.post(f"/v1/tenants/{second}/domains", json={"domain": domain}, headers=second_owner)
+    api.dns.records[record["txtName"]] = [record["txtValue"]]
+    await api.http.post(f"/v1/tenants/{first}/domains/{domain}/verify", headers=first_owner)
+    verified = await api.http.post(f"/v1/tenants/{second}/domains", json={"domain": domain}, headers=second_owner)
+
+    assert pending.status_code == 409
+    assert verified.status_code == 409
+    assert verified.json()["error"]["code"] == "domain_taken"
+
+
+async def test_domain_under_base_domain_is_invalid(api):
+    tenant, owner = await pro_tenant(api)
+
+    response = await api.http.post(
+        f"/v1/tenants/{tenant}/domains", json={"domain": f"other.{BASE_DOMAIN}"}, headers=owner
+    )
+
+    assert response.status_code == 422
+    assert BASE_DOMAIN in response.json()["error"]["message"]
+
+
+async def test_login_link_waits_for_provisioning(api):
+    tenant, owner = await api.owner()
+
+    response = await api.http.post(f"/v1/tenants/{tenant}/login-link", headers=owner)
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "not_ready"
+
+
+async def test_login_link_is_signed_with_tenant_key(api, local_store):
+    import jwt
+
+    from livery.models.tenant import TenantStatus
+
+    tenant, owner = await api.owner()
+    await local_store.write_tenant_secret(tenant, {"LIVERY_LOGIN_KEY": "login-key-0123456789abcdef-" + tenant})
+    await local_store.update_tenant_status(tenant, TenantStatus(phase="Ready", url=f"http://{tenant}.{BASE_DOMAIN}"))
+
+    response = await api.http.post(f"/v1/tenants/{tenant}/login-link", headers=owner)
+
+    assert response.status_code == 200
+    url = response.json()["url"]
+    assert url.startswith(f"http://{tenant}.{BASE_DOMAIN}/auth/link?token=")
+    claims = jwt.decode(url.split("token=")[1], "login-key-0123456789abcdef-" + tenant, algorithms=["HS256"], audience="livery-login")
+    assert claims["sub"] == f"{tenant}@example.com"
+    assert claims["tenant"] == tenant
+    assert claims["exp"] - claims["iat"] == 300
+
+
+async def test_usage_with_wrong_token_is_unauthorized(api, local_store):
+    tenant, _ = await api.owner()
+    await local_store.write_tenant_secret(tenant, {"LIVERY_USAGE_TOKEN": "right-token"})
+    report = {"id": str(uuid.uuid4()), "metric": "users", "value": 1, "timestamp": "2026-01-01T00:00:00Z"}
+
+    response = await api.http.post(
+        "/v1/usage", json={"tenant": tenant, "reports": [report]}, headers={"Authorization": "Bearer wrong-token"}
+    )
+
+    assert response.status_code == 401
+
+
+async def test_usage_report_id_counts_once(api, local_store):
+    tenant, _ = await api.owner()
+    await local_store.write_tenant_secret(tenant, {"LIVERY_USAGE_TOKEN": "token-" + tenant})
+    report = {"id": str(uuid.uuid4()), "metric": "users", "value": 2, "timestamp": "2026-01-01T00:00:00Z"}
+    headers = {"Authorization": f"Bearer token-{tenant}"}
+
+    first = await api.http.post("/v1/usage", json={"tenant": tenant, "reports": [report]}, headers=headers)
+    second = await api.http.post("/v1/usage", json={"tenant": tenant, "reports": [report]}, headers=headers)
+
+    assert first.status_code == 200
+    assert first.json() == {"accepted": 1, "duplicates": 0}
+    assert second.json() == {"accepted": 0, "duplicates": 1}
+
+
+async def test_unknown_path_has_error_shape(api):
+    response = await api.http.get("/v1/nothing-here")
+
+    assert response.status_code == 404
+    assert set(response.json()["error"]) == {"code", "message", "field"}
+
+
+async def test_health_and_readiness(api):
+    health = await api.http.get("/healthz")
+    ready = await api.http.get("/readyz")
+    metrics = await api.http.get("/metrics")
+
+    assert health.status_code == 200
+    assert ready.status_code == 200
+    assert metrics.status_code == 200
+    assert "livery_signups_total" in metrics.text
+    assert "livery_http_request_duration_seconds" in metrics.text
