@@ -31,7 +31,7 @@ _ASSET_URL = re.compile(ASSET_URL.pattern or "")
 
 @dataclass(frozen=True)
 class Theme:
-    """What every page shows of the tenant's brand."""
+    """The tenant's brand as every page shows it."""
 
     product_name: str
     logo_url: str

@@ -24,7 +24,7 @@ class ProductPage:
 
 
 def parse_id(value: str) -> uuid.UUID | None:
-    """Return `value` as a UUID, or None; callers answer None exactly as for a missing row."""
+    """Return `value` as a UUID, or None. Callers treat None exactly as a missing row."""
     try:
         return uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):

@@ -7,8 +7,8 @@ watcher checks the file's size, mtime and inode at most every
 so a branding change reaches the running app within seconds with no restart.
 
 A config that fails validation does not replace the one in force. A bad
-optional value (a branding field or a feature switch) is dropped with a warning
-and its default is used; a bad required field keeps the previous config.
+optional value (a branding field or a feature switch) is dropped with a warning,
+so its default applies. A bad required field keeps the previous config.
 """
 
 from __future__ import annotations
@@ -114,6 +114,10 @@ class ConfigWatcher:
             self._next_check = now + self.poll_seconds
             self._refresh()
         return self._loaded
+
+    def expire(self) -> None:
+        """Make the next `current()` call check the file, whatever the poll interval."""
+        self._next_check = 0.0
 
     def _refresh(self) -> None:
         try:

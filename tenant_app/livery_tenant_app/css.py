@@ -1,10 +1,10 @@
 """Sanitise a tenant's custom CSS with a real CSS parser (tinycss2).
 
 The sanitiser keeps style rules, `@media`, `@supports`, `@keyframes` and
-`@font-face`, and removes everything that could load outside code or break
-out of a stylesheet: `@import` and other at-rules, `expression(...)`,
-`behavior` and `-moz-binding`, and any `url()` that is not an `https://` URL or
-a same-origin path. Whatever survives is serialised again by tinycss2 and
+`@font-face`. It removes everything that could load outside code or break out
+of a stylesheet: `@import` and other at-rules, `expression(...)`, `behavior`,
+`-moz-binding`, and any `url()` that is not an `https://` URL or a same-origin
+path. Whatever survives is serialised again by tinycss2 and
 every `<` is escaped, so the output can never close a `<style>` element.
 """
 

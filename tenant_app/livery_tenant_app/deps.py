@@ -125,7 +125,7 @@ async def optional_page_user(request: Request, db: Db) -> User | None:
 
 @dataclass(frozen=True)
 class SignedInUser:
-    """What page templates show of the signed-in user; plain values, so error pages render after a rollback."""
+    """The signed-in user as page templates show it: plain values, so error pages render after a rollback."""
 
     email: str
     role: str

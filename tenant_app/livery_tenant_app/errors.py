@@ -23,9 +23,9 @@ class AppError(Exception):
         self.field = field
 
 
-def not_found(what: str) -> AppError:
-    """Return the one error every missing, foreign or malformed id gets, so none can be told apart."""
-    return AppError(404, "not_found", f"{what} not found")
+def not_found(resource: str) -> AppError:
+    """Return the one error that every missing, foreign or malformed id gets, so callers cannot distinguish them."""
+    return AppError(404, "not_found", f"{resource} not found")
 
 
 def error_body(code: str, message: str, field: str | None) -> dict[str, Any]:

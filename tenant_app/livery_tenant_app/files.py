@@ -1,7 +1,7 @@
 """Data functions for files: uploads within the plan's storage limit, listings and download links.
 
 Object keys are `tenants/<name>/<path>`, where `<path>` is checked here by
-whole path segment before the storage layer sees it. The plan's `storageMiB`
+whole path segment before it reaches the storage layer. The plan's `storageMiB`
 is enforced before anything is written: the sizes recorded in the database
 are summed under a per-tenant advisory lock, so two uploads cannot both take
 the last free bytes.

@@ -1,7 +1,7 @@
 """Resolve which host a request is for, trusting forwarded headers only from known proxies.
 
 A request is served only when its host is one of the tenant's hosts from the
-tenant config; any other host gets 404 and never a default tenant. The
+tenant config. Any other host gets 404, never a default tenant. The
 `X-Forwarded-Host`, `-Proto` and `-For` headers count only when the direct
 client is in `LIVERY_TRUSTED_PROXIES`; from anyone else they are ignored.
 """

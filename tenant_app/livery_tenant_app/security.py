@@ -2,9 +2,9 @@
 
 Pages run no JavaScript and load styles only from the app itself, so the
 Content-Security-Policy can forbid scripts entirely. Sessions live in a cookie
-signed with the tenant's `LIVERY_SESSION_KEY`; each session carries a random
-CSRF token that every form posts back and every cookie-authenticated API write
-sends as `X-CSRF-Token`.
+signed with the tenant's `LIVERY_SESSION_KEY`. Each session carries a random
+CSRF token, which every form posts back and every cookie-authenticated API
+write sends as `X-CSRF-Token`.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class SecurityHeadersMiddleware:
 
 @dataclass
 class Session:
-    """What the session cookie stores: the signed-in user, if any, and the CSRF token."""
+    """Contents of the session cookie: the signed-in user, if any, and the CSRF token."""
 
     csrf_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     user_id: str | None = None

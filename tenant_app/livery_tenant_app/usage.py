@@ -136,7 +136,7 @@ class UsageReporter:
             )
             if response.status_code >= 500 or response.status_code == 429:
                 raise httpx.HTTPStatusError(
-                    f"control API answered {response.status_code}", request=response.request, response=response
+                    f"control API returned {response.status_code}", request=response.request, response=response
                 )
             if response.status_code >= 400:
                 # A 4xx will not get better by retrying the same batch: log it and move on.

@@ -26,12 +26,12 @@ def hostile_branding(tenant_pair):
                   "logoUrl": "javascript:alert(1)", "productName": "Acme <b>Bold</b>"},
         features={"customCss": True},
     )
-    acme.app.state.config_watcher._next_check = 0
+    acme.app.state.config_watcher.expire()
     yield acme
     acme.document.clear()
     acme.document.update(original)
     acme.write_config()
-    acme.app.state.config_watcher._next_check = 0
+    acme.app.state.config_watcher.expire()
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -65,12 +65,12 @@ async def test_theme_css_keeps_safe_parts_only(hostile_branding) -> None:
 async def test_powered_by_footer_follows_plan_feature(tenant_pair) -> None:
     _, globex = tenant_pair
     globex.write_config(features={"removePoweredBy": True})
-    globex.app.state.config_watcher._next_check = 0
+    globex.app.state.config_watcher.expire()
     try:
         hidden = await globex.client.get("/store")
     finally:
         globex.write_config(features={})
-        globex.app.state.config_watcher._next_check = 0
+        globex.app.state.config_watcher.expire()
     shown = await globex.client.get("/store")
 
     assert hidden.status_code == 200

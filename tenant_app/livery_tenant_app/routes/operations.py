@@ -22,13 +22,13 @@ BRANDING_FOLDER = "branding/"
 
 @router.get("/healthz")
 async def healthz() -> Response:
-    """Alive: the process answers. Says nothing about the database."""
+    """Report that the process is alive; the database is not checked."""
     return PlainTextResponse("ok\n")
 
 
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
-    """Ready: the database answers and its schema is at the app's migration head."""
+    """Report readiness: the database is reachable and its schema is at the app's migration head."""
     try:
         revision = await request.app.state.tenant_database.schema_revision()
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
@@ -49,7 +49,7 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/theme.css", name="theme_css")
 async def theme_css(request: Request) -> Response:
-    """The tenant's colours and sanitised custom CSS. Pages link it with `?v=<digest>`, so it may be cached."""
+    """Serve the tenant's colours and sanitised custom CSS. Pages link it with `?v=<digest>`, so it may be cached."""
     theme = loaded_config(request).theme
     return Response(
         theme.stylesheet,

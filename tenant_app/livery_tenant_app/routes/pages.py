@@ -45,7 +45,7 @@ async def storefront_page(
     request: Request, db: Db, user: MaybePageUser,
     q: Annotated[str | None, Query(max_length=200)] = None, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    """The public, branded catalogue."""
+    """Render the public, branded catalogue."""
     result = await list_products(db, q, page, STORE_PAGE_SIZE)
     return render(request, "store.html", {"products": result, "q": q or ""})
 
