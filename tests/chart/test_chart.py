@@ -199,6 +199,11 @@ def test_chart_lints_clean(kube_version: str, values_name: str, full_values: dic
 # Validation against the Kubernetes API schemas.
 
 
+def test_chart_requires_oldest_validated_version(chart: helm.Chart) -> None:
+    assert chart.metadata["kubeVersion"] == f">={OLDEST_KUBERNETES}-0"
+
+
+
 @pytest.mark.parametrize("kube_version", [OLDEST_KUBERNETES, NEWEST_KUBERNETES])
 def test_rendered_objects_match_kubernetes_schemas(rendering: Rendering, kube_version: str) -> None:
     checked = 0
