@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,3 +171,33 @@ def event_type_for_selector(event: WatchEvent, matches: Callable[[dict[str, Any]
 
 async def write_event(response: aiohttp.web.StreamResponse, event_type: str, obj: dict[str, Any]) -> None:
     await response.write(json.dumps({"type": event_type, "object": obj}).encode() + b"\n")
+
+
+def object_position(obj: dict[str, Any]) -> tuple[str, str]:
+    """Return the sort key of an object in lists: (namespace, name)."""
+    return obj["metadata"].get("namespace") or "", obj["metadata"]["name"]
+
+
+def encode_continue_token(position: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(position)).encode()).decode()
+
+
+def decode_continue_token(token: str) -> tuple[str, str]:
+    try:
+        namespace, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (binascii.Error, ValueError, TypeError):
+        raise bad_request(f"invalid continue token {token!r}: pass the metadata.continue of the previous page") from None
+    return str(namespace), str(name)
+
+
+def parse_limit(text: str | None) -> int | None:
+    """Parse the `limit` query parameter, where absent or 0 means no limit."""
+    if not text:
+        return None
+    try:
+        limit = int(text)
+    except ValueError:
+        raise bad_request(f"invalid limit {text!r}: expected a non-negative integer") from None
+    if limit < 0:
+        raise bad_request(f"invalid limit {text!r}: expected a non-negative integer")
+    return limit or None

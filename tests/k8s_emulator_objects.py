@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from k8s_emulator_schema import CustomResourceSchema
+from k8s_emulator_schema import CustomResourceSchema, FieldError
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -164,6 +165,51 @@ def name_error(resource_type: ResourceType, name: str) -> str | None:
             "and must start and end with an alphanumeric character (at most 253 characters)"
         )
     return None
+
+
+_QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+
+
+def _qualified_name_error(key: str) -> str | None:
+    """Check a label key, annotation key or finalizer: `[DNS subdomain/]name`, name at most 63 characters."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return "prefix part must be a lowercase RFC 1123 subdomain"
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+        return (
+            "name part must consist of at most 63 alphanumeric characters, '-', '_' or '.', "
+            "and must start and end with an alphanumeric character"
+        )
+    return None
+
+
+def metadata_errors(metadata: dict[str, Any]) -> list[FieldError]:
+    """Validate labels, annotations and finalizers as the API server does for every kind."""
+    errors = []
+    for key, value in (metadata.get("labels") or {}).items():
+        if problem := _qualified_name_error(key):
+            errors.append(FieldError("metadata.labels", "FieldValueInvalid", f"Invalid value: {json.dumps(key)}: {problem}"))
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            errors.append(FieldError(
+                "metadata.labels", "FieldValueInvalid",
+                f"Invalid value: {json.dumps(value)}: a valid label value must be empty or at most 63 alphanumeric "
+                "characters, '-', '_' or '.', starting and ending with an alphanumeric character",
+            ))
+
+    annotations = metadata.get("annotations") or {}
+    for key in annotations:
+        if problem := _qualified_name_error(key):
+            errors.append(FieldError("metadata.annotations", "FieldValueInvalid", f"Invalid value: {json.dumps(key)}: {problem}"))
+    size = sum(len(key) + len(str(value)) for key, value in annotations.items())
+    if size > MAX_ANNOTATIONS_BYTES:
+        errors.append(FieldError("metadata.annotations", "FieldValueTooLong", f"Too long: must have at most {MAX_ANNOTATIONS_BYTES} bytes"))
+
+    for index, finalizer in enumerate(metadata.get("finalizers") or []):
+        if problem := _qualified_name_error(finalizer):
+            errors.append(FieldError(f"metadata.finalizers[{index}]", "FieldValueInvalid", f"Invalid value: {json.dumps(finalizer)}: {problem}"))
+    return errors
 
 
 def now_rfc3339() -> str:

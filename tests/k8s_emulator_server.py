@@ -51,12 +51,16 @@ from k8s_emulator_http import (
     MERGE_PATCH_TYPES,
     ResourcePath,
     WatchEvent,
+    decode_continue_token,
+    encode_continue_token,
     event_type_for_selector,
     field_manager_name,
     invalid,
     json_body,
     make_request,
     not_found,
+    object_position,
+    parse_limit,
     parse_resource_path,
     parse_resource_version,
     request_selector,
@@ -71,6 +75,7 @@ from k8s_emulator_objects import (
     crd_resource_types,
     load_crds,
     merge_patch,
+    metadata_errors,
     name_error,
     now_rfc3339,
 )
@@ -346,11 +351,24 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
             for found_type, found_namespace, obj in self._iter_objects()
             if found_type == resource_type and (namespace is None or found_namespace == namespace) and matches(obj)
         ]
-        # NOTE: `limit` and `continue` are ignored: every list is one complete page.
+        metadata: dict[str, Any] = {"resourceVersion": str(self._last_resource_version)}
+
+        # Pages continue after the last (namespace, name) of the previous page.
+        # NOTE: a real API server serves every page from the snapshot of the first one; here
+        # later pages see objects written in between.
+        if params.get("continue"):
+            after = decode_continue_token(params["continue"])
+            items = [obj for obj in items if object_position(obj) > after]
+        limit = parse_limit(params.get("limit"))
+        if limit is not None and len(items) > limit:
+            metadata["continue"] = encode_continue_token(object_position(items[limit - 1]))
+            metadata["remainingItemCount"] = len(items) - limit
+            items = items[:limit]
+
         return {
             "kind": f"{resource_type.kind}List",
             "apiVersion": resource_type.api_version,
-            "metadata": {"resourceVersion": str(self._last_resource_version)},
+            "metadata": metadata,
             "items": items,
         }
 
@@ -436,12 +454,13 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
 
     def _admit(self, resource_type: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
         """Default and validate `obj` as the API server does for its kind, raising 422 on errors."""
+        errors = metadata_errors(obj["metadata"])
         if resource_type.schema is None:
-            errors = admit_builtin(resource_type, obj, old)
-            if errors:
-                raise invalid(resource_type, obj["metadata"].get("name", ""), errors)
-            return obj
-        admitted, errors = resource_type.schema.admit(obj, old)
+            errors += admit_builtin(resource_type, obj, old)
+            admitted = obj
+        else:
+            admitted, schema_errors = resource_type.schema.admit(obj, old)
+            errors += schema_errors
         if errors:
             raise invalid(resource_type, obj["metadata"].get("name", ""), errors)
         return admitted

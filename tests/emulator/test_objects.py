@@ -289,3 +289,33 @@ def test_service_keeps_allocated_cluster_ip(core: kubernetes.client.CoreV1Api) -
     assert created.spec.cluster_ip.startswith("10.96.")
     assert replaced.spec.cluster_ip == created.spec.cluster_ip
     assert replaced.spec.ports[0].target_port == 8080
+
+
+def test_list_pages_with_limit_and_continue(core: kubernetes.client.CoreV1Api) -> None:
+    for name in ("a1", "b2", "c3"):
+        core.create_namespaced_config_map("default", {"metadata": {"name": name}})
+
+    first = core.list_namespaced_config_map("default", limit=2)
+    second = core.list_namespaced_config_map("default", limit=2, _continue=first.metadata._continue)
+
+    assert [item.metadata.name for item in first.items] == ["a1", "b2"]
+    assert first.metadata.remaining_item_count == 1
+    assert [item.metadata.name for item in second.items] == ["c3"]
+    assert second.metadata._continue is None
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"labels": {"livery.dev/tenant": "x" * 64}},
+        {"labels": {"livery.dev/tenant": "acme corp"}},
+        {"labels": {"Livery.dev/tenant": "acme"}},
+        {"finalizers": ["livery.dev/clean up"]},
+    ],
+)
+def test_invalid_metadata_rejected(core: kubernetes.client.CoreV1Api, metadata: dict) -> None:
+    with pytest.raises(ApiException) as raised:
+        core.create_namespaced_config_map("default", {"metadata": {"name": "config", **metadata}})
+
+    assert raised.value.status == 422
+    assert core.list_namespaced_config_map("default").items == []
