@@ -46,6 +46,12 @@ ISOLATIONS = ("database", "schema", "shared")
 
 logger = logging.getLogger(__name__)
 
+# Session-level advisory lock; closing the connection releases it, so a crash never leaves it held.
+# Two keys are taken, always in this order: the tenant's (a prefixed tenant name),
+# so that calls for one tenant run one at a time, then a shared database's.
+LOCK_SQL = "SELECT pg_advisory_lock(hashtextextended('livery.database:' || %s, 0))"
+TENANT_LOCK_PREFIX = "tenant:"
+
 
 @dataclass(frozen=True)
 class DatabaseInfo:
@@ -78,24 +84,26 @@ class DatabaseProvisioner:
         check_request(tenant, isolation)
         if not password:
             raise DatabaseError("the tenant's database password is empty", temporary=False, reason="InvalidPassword")
-        if isolation == "database":
-            info = await self._ensure_database_mode(tenant, password)
-        elif isolation == "schema":
-            info = await self._ensure_schema_mode(tenant, password)
-        else:
-            info = await self._ensure_shared_mode(tenant, password)
+        async with self._serialized(TENANT_LOCK_PREFIX + tenant):
+            if isolation == "database":
+                info = await self._ensure_database_mode(tenant, password)
+            elif isolation == "schema":
+                info = await self._ensure_schema_mode(tenant, password)
+            else:
+                info = await self._ensure_shared_mode(tenant, password)
         logger.info("database ready for tenant %s (%s mode, database %s)", tenant, isolation, info.database)
         return info
 
     async def drop_database(self, tenant: str, isolation: str) -> None:
         """Remove the tenant's data and role: its database, its schema or its rows. Missing parts are skipped."""
         check_request(tenant, isolation)
-        if isolation == "database":
-            await self._drop_database_mode(tenant)
-        elif isolation == "schema":
-            await self._drop_schema_mode(tenant)
-        else:
-            await self._drop_shared_mode(tenant)
+        async with self._serialized(TENANT_LOCK_PREFIX + tenant):
+            if isolation == "database":
+                await self._drop_database_mode(tenant)
+            elif isolation == "schema":
+                await self._drop_schema_mode(tenant)
+            else:
+                await self._drop_shared_mode(tenant)
         logger.info("database dropped for tenant %s (%s mode)", tenant, isolation)
 
     async def database_exists(self, tenant: str, isolation: str) -> bool:
@@ -161,7 +169,7 @@ class DatabaseProvisioner:
     async def _ensure_schema_mode(self, tenant: str, password: str) -> DatabaseInfo:
         identifier = naming.postgres_identifier(tenant)
         database = naming.SCHEMA_DATABASE
-        async with self._connect() as connection:
+        async with self._serialized(database), self._connect() as connection:
             await statements.ensure_database(connection, database)
             await statements.restrict_connect(connection, database)
             await statements.ensure_login_role(connection, identifier, password)
@@ -169,9 +177,9 @@ class DatabaseProvisioner:
                 sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), sql.Identifier(identifier))
             )
             await statements.pin_search_path(connection, identifier, database, identifier)
-        async with self._connect(database) as connection:
-            await connection.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-            await statements.ensure_schema(connection, identifier, owner=identifier)
+            async with self._connect(database) as tenants_connection:
+                await tenants_connection.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+                await statements.ensure_schema(tenants_connection, identifier, owner=identifier)
         await self._migrate(database, "schema", identifier, owner_role=identifier)
         return self._info(tenant, "schema", database, identifier, password)
 
@@ -188,15 +196,15 @@ class DatabaseProvisioner:
     async def _ensure_shared_mode(self, tenant: str, password: str) -> DatabaseInfo:
         identifier = naming.postgres_identifier(tenant)
         database = naming.SHARED_DATABASE
-        async with self._connect() as connection:
+        async with self._serialized(database), self._connect() as connection:
             await statements.ensure_group_role(connection, SHARED_OWNER_ROLE)
             await statements.ensure_group_role(connection, naming.SHARED_APP_ROLE)
             await statements.ensure_database(connection, database)
             await statements.restrict_connect(connection, database, naming.SHARED_APP_ROLE)
             await statements.ensure_login_role(connection, identifier, password)
             await statements.grant_membership(connection, naming.SHARED_APP_ROLE, identifier)
-        async with self._connect(database) as connection:
-            await prepare_shared_public_schema(connection)
+            async with self._connect(database) as shared_connection:
+                await prepare_shared_public_schema(shared_connection)
         await self._migrate(database, "shared", None, owner_role=SHARED_OWNER_ROLE)
         return self._info(tenant, "shared", database, None, password)
 
@@ -211,6 +219,12 @@ class DatabaseProvisioner:
     ) -> None:
         """Lock the tenant's role out, run `remove_data` in `database`, then drop the role and its grants."""
         identifier = naming.postgres_identifier(tenant)
+        async with self._serialized(database):
+            await self._drop_from_shared_database_locked(identifier, database, remove_data)
+
+    async def _drop_from_shared_database_locked(
+        self, identifier: str, database: str, remove_data: Callable[[psycopg.AsyncConnection], Awaitable[None]]
+    ) -> None:
         async with self._connect() as connection:
             role_exists = await statements.role_exists(connection, identifier)
             if role_exists:
@@ -246,6 +260,20 @@ class DatabaseProvisioner:
         role = naming.postgres_identifier(tenant)
         app_url = render(self._url.set(username=role, password=password, database=database))
         return DatabaseInfo(tenant, isolation, database, role, schema, app_url)
+
+    @asynccontextmanager
+    async def _serialized(self, key: str) -> AsyncIterator[None]:
+        """Hold an advisory lock on `key` (a tenant or a shared database) while the block runs.
+
+        GRANT and REVOKE on one database or schema, and ALTER ROLE on one role,
+        rewrite the same catalog row; two provisioners doing so at once fail
+        with "tuple concurrently updated". The lock lives in the admin
+        connection's database, so it serialises every provisioner that uses
+        the same admin database.
+        """
+        async with self._connect() as connection:
+            await connection.execute(LOCK_SQL, (key,))
+            yield
 
     @asynccontextmanager
     async def _connect(self, database: str | None = None) -> AsyncIterator[psycopg.AsyncConnection]:

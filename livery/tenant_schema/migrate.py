@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,13 @@ SCRIPT_LOCATION = Path(__file__).resolve().parent
 # Advisory locks are scoped to the current database, so the key only has to
 # tell the schemas of one database apart.
 LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('livery.tenant_schema:' || :schema, 0))"
+
+
+# Alembic's `op` and `context` are module-level proxies to the running
+# migration, so two migrations in threads of one process would run each
+# other's operations. Runs in one process take turns; the advisory lock above
+# serialises processes.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 class MigrationError(Exception):
@@ -70,7 +78,8 @@ def apply_migrations(
     try:
         with engine.connect() as connection, connection.begin():
             _prepare_transaction(connection, schema, owner_role)
-            _upgrade_to_head(connection, isolation, schema)
+            with _ALEMBIC_LOCK:
+                _upgrade_to_head(connection, isolation, schema)
     finally:
         engine.dispose()
 

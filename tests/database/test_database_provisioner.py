@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -294,3 +295,23 @@ async def test_shared_drop_deletes_only_that_tenants_rows(provisioner: DatabaseP
             "SELECT tenant_id FROM users WHERE tenant_id IN (%s, %s)", (keep.tenant, gone.tenant)
         ).fetchall()
     assert tenants == [(keep.tenant,)]
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+async def test_concurrent_tenants_provision_without_conflict(provision_tenant, isolation):
+    infos = await asyncio.gather(*(provision_tenant(isolation) for _ in range(4)))
+
+    assert len({info.role for info in infos}) == 4
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+async def test_same_tenant_provisioned_concurrently_converges(provision_tenant, admin, isolation):
+    name = unique_tenant_name("race")
+
+    first, second = await asyncio.gather(
+        provision_tenant(isolation, name=name, password="race-password"),
+        provision_tenant(isolation, name=name, password="race-password"),
+    )
+
+    assert first == second
+    assert TENANT_TABLES <= tables_in(admin, first.database, schema_of(first))
