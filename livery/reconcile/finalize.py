@@ -19,7 +19,7 @@ from ..models.tenant import Tenant, TenantStatus
 from .conditions import make_condition, ordered
 from .context import Collaborators, Provisioner, SnapshotStorage, StepObserver
 from .errors import ReconcileError
-from .secrets import SECRET_ISOLATION, redact
+from .secrets import SECRET_ISOLATION, redact, secret_values
 from .tenant import ReconcileResult, _record_event
 
 logger = logging.getLogger("livery.reconcile")
@@ -76,7 +76,7 @@ async def finalize_tenant(
         with parts.timed("remove_tenant"):
             await _remove_parts(driver, tenant.name)
     except ReconcileError as error:
-        message = redact(error.message, (secret or {}).values())
+        message = redact(error.message, secret_values(secret))
         condition = make_condition(
             "Ready", False, error.reason, message, tenant.metadata.generation, previous.condition("Ready")
         )

@@ -38,6 +38,11 @@ def completed_secret(existing: dict[str, str] | None, isolation: str) -> dict[st
     return data
 
 
+def secret_values(data: dict[str, str] | None) -> list[str]:
+    """Return the values in a tenant secret that are credentials (everything but the isolation)."""
+    return [value for key, value in (data or {}).items() if key != SECRET_ISOLATION]
+
+
 def redact(message: str, secret_values: Iterable[str] = ()) -> str:
     """Remove passwords in URLs and every known secret value from `message`."""
     text = _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", message)
@@ -54,4 +59,5 @@ __all__ = [
     "SECRET_ISOLATION",
     "completed_secret",
     "redact",
+    "secret_values",
 ]

@@ -19,7 +19,7 @@ from ..models.plan import Features, Limits, Plan
 from ..models.tenant import Branding, DatabaseStatus, Tenant
 from .context import Provisioner, ReconcileSettings
 from .errors import IsolationChangeRejected, PlanNotFound, ReconcileError
-from .secrets import SECRET_DATABASE_PASSWORD, SECRET_ISOLATION, completed_secret, redact
+from .secrets import SECRET_DATABASE_PASSWORD, SECRET_ISOLATION, completed_secret, redact, secret_values
 
 logger = logging.getLogger("livery.reconcile")
 
@@ -80,7 +80,7 @@ async def ensure_database(
     try:
         info = await provisioner.ensure_database(tenant.name, isolation, password)
     except Exception as exc:  # noqa: BLE001 - every provisioner failure becomes a condition
-        message = redact(f"database provisioning failed: {exc}", secret.values())
+        message = redact(f"database provisioning failed: {exc}", secret_values(secret))
         raise ReconcileError(
             message,
             reason=_database_reason(exc),

@@ -23,6 +23,7 @@ from operator_support import (
     unique_name,
     wait_for,
 )
+from prometheus_client import generate_latest
 from pydantic import SecretStr
 
 from livery import naming
@@ -347,6 +348,66 @@ def test_restart_keeps_credentials_and_converges(kube, operator):
     wait_for(lambda: kube.get("configmaps", naming.APP_CONFIG_NAME, naming.namespace_name(name)), timeout=60, message="config back")
     assert secret_of(kube, name) == before
     assert status_of(kube, name)["phase"] == "Ready"
+
+
+def test_failing_drop_keeps_tenant_until_it_succeeds(kube, operator):
+    name = unique_name("stuck")
+    create_ready_tenant(kube, name, "enterprise", deletionPolicy="Delete")
+    operator.provisioner.unreachable.add(name)
+
+    kube.delete("tenants", name)
+
+    ready = wait_for(lambda: condition(kube, name, "Ready").get("reason") == "DropFailed" and condition(kube, name, "Ready"), message="DropFailed")
+    assert "dropping the database database objects failed" in ready["message"]
+    assert status_of(kube, name)["phase"] == "Deleting"
+    assert kube.get("tenants", name)["metadata"]["finalizers"] == ["livery.dev/finalizer"]
+    operator.provisioner.unreachable.discard(name)
+    wait_for(lambda: kube.get("tenants", name) is None, timeout=60, message="Tenant gone")
+
+
+def test_plan_isolation_change_is_rejected(kube, operator):
+    plan_name = unique_name("shift")
+    plan = load_plan("pro").to_json()
+    plan["metadata"] = {"name": plan_name}
+    kube.create("plans", plan)
+    name = unique_name("shift")
+    create_ready_tenant(kube, name, plan_name)
+
+    kube.patch("plans", plan_name, {"spec": {"isolation": "database"}})
+
+    database = wait_for(
+        lambda: condition(kube, name, "DatabaseReady").get("reason") == "IsolationChangeRejected" and condition(kube, name, "DatabaseReady"),
+        message="IsolationChangeRejected",
+    )
+    assert "'schema'" in database["message"]
+    assert status_of(kube, name)["isolation"] == "schema"
+    assert status_of(kube, name)["phase"] == "Failed"
+
+
+def test_condition_changes_become_events(kube, operator):
+    name = unique_name("news")
+
+    create_ready_tenant(kube, name, "pro")
+
+    events = [event for event in kube.list("events", namespace="default") if event["involvedObject"]["name"] == name]
+    reasons = {event["reason"] for event in events}
+    assert {"Provisioned", "ReplicasAvailable", "Routed", "Ready"} <= reasons
+    assert all(event["involvedObject"]["kind"] == "Tenant" for event in events)
+    assert all(event["involvedObject"].get("uid") == kube.get("tenants", name)["metadata"]["uid"] for event in events)
+    password = secret_of(kube, name)["LIVERY_DATABASE_PASSWORD"]
+    assert all(password not in event["message"] for event in events)
+
+
+def test_metrics_count_steps_and_phases(kube, operator):
+    name = unique_name("count")
+    create_ready_tenant(kube, name, "pro")
+
+    text = generate_latest().decode()
+
+    assert 'livery_operator_step_runs_total{outcome="success",step="ensure_database"}' in text
+    assert "livery_operator_step_duration_seconds_bucket" in text
+    ready = [line for line in text.splitlines() if line.startswith('livery_operator_tenants{phase="Ready"}')]
+    assert float(ready[0].split()[-1]) >= 1
 
 
 @pytest.fixture
