@@ -152,6 +152,18 @@ class KubernetesStore(ResourceStore):
         return _tenant_from_raw(raw) if raw else candidate
 
     async def _apply(self, plural: str, name: str, body: dict[str, Any], field_manager: str, exists: bool) -> dict[str, Any]:
+        result = await self._apply_or_create(plural, name, body, field_manager, exists)
+        if result is None:
+            # kubernetes-client 37 decodes only 200 responses of a patch; an apply that
+            # creates the object answers 201, so read the stored object back.
+            result = await self._read_raw(plural, name)
+        if result is None:
+            raise StoreError(f"apply {plural}/{name} succeeded but the object cannot be read back")
+        return result
+
+    async def _apply_or_create(
+        self, plural: str, name: str, body: dict[str, Any], field_manager: str, exists: bool
+    ) -> dict[str, Any] | None:
         try:
             return await self._call(
                 self._custom.patch_cluster_custom_object,
