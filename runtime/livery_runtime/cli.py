@@ -97,6 +97,27 @@ def operator_command(
         raise typer.Exit(2) from None
 
 
+@app.command("control-api")
+def control_api_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 8000,
+) -> None:
+    """Run the control API: signup, console, billing webhooks and the admin API (settings from LIVERY_*)."""
+    import uvicorn
+
+    from livery.settings import SettingsError, load_settings
+    from livery_control_api.app import create_app
+    from livery_control_api.settings import ControlApiSettings
+
+    try:
+        settings = load_settings(ControlApiSettings)
+        application = create_app(settings)
+    except (SettingsError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(application, host=host, port=port, proxy_headers=False, log_level=settings.log_level.lower())
+
+
 def main() -> None:
     """Run the `livery` command line."""
     app()
