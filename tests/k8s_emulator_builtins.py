@@ -1,9 +1,9 @@
 """Defaults and validation the API server applies to the built-in kinds the operator writes.
 
-Without them an operator could pass against the emulator and still loop
-forever on a real cluster: comparing a Deployment it built with the stored
-one that gained `strategy` and `revisionHistoryLimit`, or reading a Secret's
-`stringData` that the API server folds into base64 `data`. Only Secrets,
+Without them an operator can pass against the emulator and still fail on a
+real cluster. For example, it compares the Deployment it built with the stored
+one, which gained `strategy` and `revisionHistoryLimit`, or it reads a Secret's
+`stringData`, which the API server folds into base64 `data`. Only Secrets,
 Deployments and Services get these rules. Other built-in kinds are stored as sent.
 """
 

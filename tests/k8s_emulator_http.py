@@ -19,18 +19,6 @@ from kmock._internal import enums, parsing, rendering
 _NAMESPACE_SUBRESOURCES = {"status", "finalize"}
 
 
-MERGE_PATCH_TYPES = {
-    "application/merge-patch+json",
-    "application/strategic-merge-patch+json",  # NOTE: merged as a plain merge patch, no patchMergeKey lists
-}
-
-
-JSON_PATCH_TYPE = "application/json-patch+json"
-
-
-APPLY_PATCH_TYPE = "application/apply-patch+yaml"
-
-
 @dataclass(frozen=True)
 class ResourcePath:
     """A parsed resource URL: `/apis/GROUP/VERSION[/namespaces/NS]/PLURAL[/NAME[/SUBRESOURCE]]`."""

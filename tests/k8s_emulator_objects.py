@@ -306,19 +306,3 @@ def _lookup(obj: Any, path: list[str]) -> Any:
             return None
         obj = obj.get(part)
     return obj
-
-
-# Patches.
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """Apply a JSON merge patch (RFC 7386): objects merge, `null` deletes, lists replace."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result

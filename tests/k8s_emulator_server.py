@@ -46,9 +46,6 @@ import yaml
 from k8s_emulator_builtins import admit_builtin
 from k8s_emulator_fields import FieldPath, applied_paths, merge_apply, record_apply, record_update
 from k8s_emulator_http import (
-    APPLY_PATCH_TYPE,
-    JSON_PATCH_TYPE,
-    MERGE_PATCH_TYPES,
     ResourcePath,
     WatchEvent,
     decode_continue_token,
@@ -74,14 +71,13 @@ from k8s_emulator_objects import (
     bad_request,
     crd_resource_types,
     load_crds,
-    merge_patch,
     metadata_errors,
     name_error,
     now_rfc3339,
 )
 from k8s_emulator_schema import FieldError
+from k8s_emulator_patches import APPLY_PATCH_TYPE, patch_body
 from k8s_emulator_updates import (
-    apply_json_patch,
     desired_state,
     keep_system_metadata,
     scope_to_subresource,
@@ -506,14 +502,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
             raise not_found(resource_type, name)
 
         manager = field_manager_name(request, params)
-        if content_type in MERGE_PATCH_TYPES:
-            patch = json_body(request)
-            candidate = merge_patch(current, patch)
-        elif content_type == JSON_PATCH_TYPE:
-            operations = json_body(request, expect=list)
-            candidate = apply_json_patch(current, operations)
-        else:
-            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: {', '.join(sorted(MERGE_PATCH_TYPES | {JSON_PATCH_TYPE, APPLY_PATCH_TYPE}))}")
+        candidate = patch_body(resource_type, current, content_type, json_body(request, expect=object))
         return 200, self._update(resource_type, current, candidate, subresource, params, manager, "Update")
 
     def _apply(

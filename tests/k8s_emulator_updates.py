@@ -5,17 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import jsonpatch
-from k8s_emulator_objects import ApiError, ResourceType
-
-def apply_json_patch(current: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
-    try:
-        return jsonpatch.apply_patch(current, operations)
-    except jsonpatch.JsonPatchTestFailed as error:
-        # The API server rejects a failed `test` with 422, which kopf reads as "changed meanwhile, retry".
-        raise ApiError(422, "Invalid", f"the JSON patch test operation failed: {error}") from None
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
-        raise ApiError(422, "Invalid", f"the JSON patch cannot be applied: {error}") from None
+from k8s_emulator_objects import ResourceType
 
 
 def tracks_generation(resource_type: ResourceType) -> bool:

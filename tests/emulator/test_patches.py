@@ -90,7 +90,7 @@ def test_apply_without_field_manager_rejected(http: httpx.Client) -> None:
     assert "fieldManager" in response.json()["message"]
 
 
-def test_strategic_merge_patch_merges(custom: kubernetes.client.CustomObjectsApi, http: httpx.Client) -> None:
+def test_strategic_merge_rejected_for_custom_resources(custom: kubernetes.client.CustomObjectsApi, http: httpx.Client) -> None:
     create_tenant(custom, "acme")
 
     response = http.patch(
@@ -99,9 +99,49 @@ def test_strategic_merge_patch_merges(custom: kubernetes.client.CustomObjectsApi
         headers={"Content-Type": "application/strategic-merge-patch+json"},
     )
 
-    assert response.status_code == 200
-    assert response.json()["spec"]["branding"] == {"primaryColor": "#112233"}
-    assert response.json()["spec"]["plan"] == "free"
+    assert response.status_code == 415
+
+
+def app_deployment(containers: list[dict]) -> dict:
+    return {
+        "metadata": {"name": "app"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "tenant"}},
+            "template": {"metadata": {"labels": {"app": "tenant"}}, "spec": {"containers": containers}},
+        },
+    }
+
+
+def test_strategic_merge_merges_containers_by_name(api_client: kubernetes.client.ApiClient, kube_clean: object) -> None:
+    apps = kubernetes.client.AppsV1Api(api_client)
+    app = {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}
+    apps.create_namespaced_deployment("default", app_deployment([app, {"name": "proxy", "image": "proxy:1"}]))
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2", "env": [{"name": "B", "value": "3"}]}]}}}}
+
+    patched = apps.patch_namespaced_deployment("app", "default", patch)
+
+    containers = {container.name: container for container in patched.spec.template.spec.containers}
+    assert containers["app"].image == "app:2"
+    assert [(variable.name, variable.value) for variable in containers["app"].env] == [("A", "1"), ("B", "3")]
+    assert containers["proxy"].image == "proxy:1"
+
+
+def test_strategic_merge_deletes_marked_item(api_client: kubernetes.client.ApiClient, kube_clean: object) -> None:
+    apps = kubernetes.client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment("default", app_deployment([{"name": "app", "image": "app:1"}, {"name": "proxy", "image": "proxy:1"}]))
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "proxy", "$patch": "delete"}]}}}}
+
+    patched = apps.patch_namespaced_deployment("app", "default", patch)
+
+    assert [container.name for container in patched.spec.template.spec.containers] == ["app"]
+
+
+def test_strategic_merge_adds_finalizers(core: kubernetes.client.CoreV1Api) -> None:
+    core.create_namespaced_config_map("default", {"metadata": {"name": "config", "finalizers": ["livery.dev/a"]}})
+
+    patched = core.patch_namespaced_config_map("config", "default", {"metadata": {"finalizers": ["livery.dev/b"]}})
+
+    assert patched.metadata.finalizers == ["livery.dev/a", "livery.dev/b"]
 
 
 def test_unknown_patch_type_rejected(custom: kubernetes.client.CustomObjectsApi, http: httpx.Client) -> None:
