@@ -24,9 +24,12 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def operator(kube_clean: Any) -> Iterator[list[str]]:
-    """Run kopf in a thread with one create and one delete handler; yield the handler calls."""
+@pytest.fixture(params=[False, True], ids=["list-then-watch", "initial-streaming"])
+def operator(request: pytest.FixtureRequest, kube_clean: Any) -> Iterator[list[str]]:
+    """Run kopf in a thread with one create and one delete handler, and yield the handler calls.
+
+    kopf either lists and then watches, or asks the watch for the initial events.
+    """
     calls: list[str] = []
     registry = kopf.OperatorRegistry()
 
@@ -46,6 +49,7 @@ def operator(kube_clean: Any) -> Iterator[list[str]]:
     settings.scanning.disabled = True
     settings.posting.enabled = False
     settings.watching.server_timeout = 60
+    settings.watching.initial_streaming = request.param
 
     stop = threading.Event()
     ready = threading.Event()

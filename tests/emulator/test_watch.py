@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -117,3 +118,15 @@ def test_expired_resource_version_gets_gone_event(http: httpx.Client, kube_clean
     event = response.json()
     assert event["type"] == "ERROR"
     assert event["object"]["code"] == 410
+
+
+def test_initial_events_end_with_bookmark(http: httpx.Client, custom: kubernetes.client.CustomObjectsApi) -> None:
+    create_tenant(custom, "acme")
+    params = {"watch": "true", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan", "timeoutSeconds": "0"}
+
+    response = http.get(TENANTS_PATH, params=params)
+
+    assert response.status_code == 200
+    events = [json.loads(line) for line in response.text.splitlines()]
+    assert [event["type"] for event in events] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
