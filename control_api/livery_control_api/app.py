@@ -113,4 +113,40 @@ def create_app(
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    install_error_schema(app)
     return app
+
+
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "field"],
+            "properties": {
+                "code": {"type": "string", "description": "Stable machine-readable error code."},
+                "message": {"type": "string", "description": "What failed, on which value, and what to do."},
+                "field": {"type": ["string", "null"], "description": "The request field the error concerns."},
+            },
+        }
+    },
+}
+
+
+def install_error_schema(app: FastAPI) -> None:
+    """Describe the `{"error": ...}` body in the OpenAPI document where FastAPI puts its own 422 shape."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = ERROR_SCHEMA
+                schemas.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
