@@ -26,7 +26,7 @@ from .files import FileService
 from .hosts import TenantHostMiddleware
 from .metrics import AppMetrics, MetricsMiddleware
 from .ratelimit import LimiterStore, MemoryLimiterStore, RateLimitMiddleware, RedisLimiterStore
-from .routes import api, operations, pages, signin
+from .routes import api, downloads, operations, pages, signin
 from .security import SecurityHeadersMiddleware, SessionMiddleware, SessionSigner
 from .settings import TenantAppSettings, get_settings
 from .usage import UsageReporter
@@ -68,6 +68,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         usage_reporter.start()
+        await _warm_up(database)
         logger.info("tenant %s: app started (%s isolation)", settings.tenant, settings.isolation)
         try:
             yield
@@ -101,6 +102,7 @@ def create_app(
     app.include_router(signin.router)
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(downloads.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # add_middleware wraps the app, so the last one added runs first.
@@ -116,7 +118,24 @@ def create_app(
     return app
 
 
+async def _warm_up(database: TenantDatabase) -> None:
+    """Open a pooled connection and run one query, so the first request does not pay for it.
+
+    A database that is not reachable yet is logged and left to `/readyz`; the app still starts.
+    """
+    try:
+        revision = await database.schema_revision()
+    except Exception as exc:  # noqa: BLE001 - any failure here is reported by /readyz later
+        logger.warning("database not reachable at start-up (%s); /readyz reports it until it is", type(exc).__name__)
+        return
+    logger.info("database reachable, schema revision %s", revision)
+
+
 def _open_storage(settings: TenantAppSettings):
     from livery.storage import open_storage
 
-    return open_storage(settings.s3_bucket, settings.s3_endpoint_url, settings.files_dir)
+    # The session key also signs local download links, so one tenant's links are useless at another.
+    return open_storage(
+        settings.s3_bucket, settings.s3_endpoint_url, settings.files_dir,
+        signing_key=settings.session_key.get_secret_value(),
+    )

@@ -73,14 +73,16 @@ async def _user_from_api_key(db: AsyncSession, token: str) -> User:
     invalid = AppError(401, "unauthorized", "API key is invalid, expired or revoked")
     if key_id is None:
         raise invalid
-    api_key = (await db.execute(select(ApiKey).where(ApiKey.prefix == key_id))).scalar_one_or_none()
+    # One round trip for the key and its user: this runs on every API request.
+    statement = select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.prefix == key_id)
+    row = (await db.execute(statement)).one_or_none()
     now = datetime.now(timezone.utc)
-    if api_key is None or not api_key_matches(token, api_key.key_hash) or api_key.revoked_at is not None:
+    if row is None:
+        raise invalid
+    api_key, user = row
+    if not api_key_matches(token, api_key.key_hash) or api_key.revoked_at is not None or not user.is_active:
         raise invalid
     if api_key.expires_at is not None and api_key.expires_at <= now:
-        raise invalid
-    user = await db.get(User, api_key.user_id)
-    if user is None or not user.is_active:
         raise invalid
     if api_key.last_used_at is None or now - api_key.last_used_at > API_KEY_TOUCH_INTERVAL:
         await db.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))

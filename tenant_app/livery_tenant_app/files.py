@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from livery.naming import storage_prefix
+from livery.storage import InvalidKeyError, check_key
 
 from .catalogue import parse_id
 from .db.models import StoredFile
@@ -28,7 +29,6 @@ from .errors import AppError
 
 logger = logging.getLogger(__name__)
 
-MAX_PATH_LENGTH = 512
 MAX_SEGMENT_LENGTH = 255
 DOWNLOAD_LINK_SECONDS = 300
 _SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -44,29 +44,16 @@ IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 
 
 def check_relative_path(path: str, field: str = "path") -> str:
-    """Return `path` normalised, or raise a 400 naming the rule it breaks.
+    """Return `path` if it is a safe key below the tenant's prefix, or raise a 400 naming the rule it breaks.
 
-    Segments are checked whole: `..`, `.`, empty segments, absolute paths,
-    backslashes and control characters are rejected, so no key can leave the
-    tenant's prefix.
+    `livery.storage.check_key` checks whole path segments, also after
+    percent-decoding: `..`, `.`, empty segments, absolute paths, backslashes
+    and control characters are rejected, so no key can leave the prefix.
     """
-
-    def reject(rule: str) -> AppError:
-        return AppError(400, "invalid_key", f"{field}: {rule}, got {path[:100]!r}", field)
-
-    if not path or len(path) > MAX_PATH_LENGTH:
-        raise reject(f"must be 1 to {MAX_PATH_LENGTH} characters")
-    if "\\" in path or any(ord(character) < 32 or ord(character) == 127 for character in path):
-        raise reject("must not contain backslashes or control characters")
-    if path.startswith("/"):
-        raise reject("must be relative, not start with '/'")
-    segments = path.split("/")
-    for segment in segments:
-        if segment in ("", ".", ".."):
-            raise reject("must not contain empty, '.' or '..' segments")
-        if len(segment) > MAX_SEGMENT_LENGTH:
-            raise reject(f"segments must be at most {MAX_SEGMENT_LENGTH} characters")
-    return "/".join(segments)
+    try:
+        return check_key(path, field)
+    except InvalidKeyError as exc:
+        raise AppError(400, "invalid_key", str(exc), field) from None
 
 
 def safe_filename(filename: str | None) -> str:

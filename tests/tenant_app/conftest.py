@@ -82,14 +82,6 @@ def tenant_storage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tenant-files")
 
 
-def open_test_storage(files_dir: Path):
-    try:
-        from livery.storage import open_storage
-    except ImportError:  # TODO: remove once livery.storage is committed.
-        return object()
-    return open_storage(None, None, files_dir)
-
-
 async def start_tenant(
     provisioner: DatabaseProvisioner, base_dir: Path, files_dir: Path, prefix: str, isolation: str,
     storage: Any = None, **document_options: Any,
@@ -107,7 +99,7 @@ async def start_tenant(
         config_path, name, database_url=info.app_url, isolation=isolation,
         db_schema=info.schema, files_dir=files_dir, config_poll_seconds=0.2,
     )
-    app = create_app(settings, storage=storage if storage is not None else open_test_storage(files_dir))
+    app = create_app(settings, storage=storage)
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{document['hosts'][0]}")

@@ -9,10 +9,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from livery.storage import InvalidKeyError, ObjectNotFoundError, check_key
 from livery.tenant_schema import HEAD_REVISION
 
 from ..errors import not_found
-from ..files import check_relative_path, sniff_image_type
+from ..files import sniff_image_type
 from ..rendering import loaded_config
 
 logger = logging.getLogger(__name__)
@@ -63,9 +64,9 @@ async def branding_image(name: str, request: Request) -> Response:
     """Serve an uploaded logo or favicon from storage; only PNG, JPEG, GIF and WebP images are served."""
     service = request.app.state.files
     try:
-        key = service.prefix + check_relative_path(BRANDING_FOLDER + name, "name")
+        key = service.prefix + check_key(BRANDING_FOLDER + name, "name")
         data = await run_in_threadpool(service.storage.get_bytes, key)
-    except Exception:  # noqa: BLE001 - a missing or invalid name is the same 404 as an unknown one
+    except (InvalidKeyError, ObjectNotFoundError):
         raise not_found("branding image") from None
     content_type = sniff_image_type(data or b"")
     if content_type is None:
