@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import LoadedConfig
@@ -104,7 +105,8 @@ class TenantHostMiddleware:
 
         resolved = resolve_request(scope, self.networks)
         if resolved.host not in loaded.hosts:
-            await _send_not_found(send)
+            response = PlainTextResponse("Not Found: this host is not served here.\n", status_code=404)
+            await response(scope, receive, send)
             return
 
         state["client_ip"] = resolved.client_ip
@@ -112,19 +114,3 @@ class TenantHostMiddleware:
         headers.append((b"host", resolved.authority.encode("latin-1")))
         scope = dict(scope, scheme=resolved.scheme, headers=headers)
         await self.app(scope, receive, send)
-
-
-async def _send_not_found(send: Send) -> None:
-    body = b"Not Found: this host is not served here.\n"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 404,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-content-type-options", b"nosniff"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -9,12 +9,12 @@ request gets 429 with `Retry-After` set to the seconds until the window ends.
 from __future__ import annotations
 
 import abc
-import json
 import logging
 import math
 import time
 from collections.abc import Callable
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import LoadedConfig
@@ -103,32 +103,17 @@ class RateLimitMiddleware:
             if count > limit:
                 retry_after = max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
                 self.metrics.rate_limited.inc()
-                await _send_too_many_requests(send, limit, retry_after)
+                await _too_many_requests(limit, retry_after)(scope, receive, send)
                 return
         if self.on_allowed is not None:
             self.on_allowed()
         await self.app(scope, receive, send)
 
 
-async def _send_too_many_requests(send: Send, limit: int, retry_after: int) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "code": "rate_limited",
-                "message": f"API rate limit of {limit} requests a minute exceeded; retry in {retry_after} s",
-                "field": None,
-            }
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode()),
-            ],
-        }
+def _too_many_requests(limit: int, retry_after: int) -> JSONResponse:
+    message = f"API rate limit of {limit} requests a minute exceeded; retry in {retry_after} s"
+    return JSONResponse(
+        {"error": {"code": "rate_limited", "message": message, "field": None}},
+        status_code=429,
+        headers={"retry-after": str(retry_after)},
     )
-    await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,4 @@
-"""Files on S3: moto in server mode on 127.0.0.1 stands in for the bucket, reached through boto3."""
+"""Files on S3: a moto server on 127.0.0.1 serves the bucket, which the app reaches through boto3."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from livery_tenant_app.ratelimit import MemoryLimiterStore, RedisLimiterStore
 
 from .support import app_settings, tenant_config_document
 
-# Counted like every /api/ request but answered by the router without the database.
+# Counted like every /api/ request, but the router returns 404 without touching the database.
 UNROUTED_API_PATH = "/api/v1/no-such-route"
 
 

@@ -49,9 +49,9 @@ class TenantDatabase:
     """The process's engine and session factory for one isolation mode.
 
     `url` is the tenant app role's URL (`LIVERY_DATABASE_URL`); `postgresql://`
-    and `postgresql+psycopg://` both work. The pool holds `pool_size`
-    connections plus up to `max_overflow` more under load; a request waits at
-    most `pool_timeout` seconds for one.
+    and `postgresql+psycopg://` both work. The pool keeps `pool_size`
+    connections open and opens up to `max_overflow` more under load. A request
+    waits at most `pool_timeout` seconds for a connection.
     """
 
     def __init__(
