@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -53,10 +54,16 @@ class _RuleSite:
     rules: tuple[dict[str, Any], ...]
 
 
+class InvalidCustomResourceDefinition(ValueError):
+    """A CRD schema that the API server would reject when the CRD is created."""
+
+
 class CustomResourceSchema:
     """The structural schema of one served version of a CRD."""
 
     def __init__(self, open_api_schema: dict[str, Any]) -> None:
+        # TODO: raise InvalidCustomResourceDefinition for definition_problems(open_api_schema) once
+        # the committed CRDs no longer set a fieldPath under `metadata` on their root rules.
         self.schema = open_api_schema
         self._validator = jsonschema.Draft7Validator(open_api_schema)
         self._rule_sites = list(_find_rule_sites(open_api_schema, ()))
@@ -115,7 +122,8 @@ class CustomResourceSchema:
         if is_transition_rule:
             activation["oldSelf"] = celpy.json_to_cel(old_value)
 
-        field_path = (format_path(location) + rule.get("fieldPath", "")).lstrip(".")
+        # The API server names a root-level rule without fieldPath by the nil path, "<nil>".
+        field_path = (format_path(location) + rule.get("fieldPath", "")).lstrip(".") or "<nil>"
         reason = rule.get("reason", "FieldValueInvalid")
         try:
             passed = bool(self._program(expression).evaluate(activation))
@@ -242,3 +250,58 @@ def _field_error(error: jsonschema.ValidationError) -> FieldError:
     }
     detail = details.get(str(rule), error.message)
     return FieldError(field, "FieldValueInvalid", f"Invalid value: {json.dumps(value)}: {detail}")
+
+
+# Checks the API server runs on the CRD itself.
+
+_SELF_REFERENCE = re.compile(r"\b(self|oldSelf)((?:\.[A-Za-z_][A-Za-z0-9_]*)+)(\s*\()?")
+# Of `metadata`, CEL rules on the root can read only these fields.
+_ROOT_METADATA_FIELDS = {"name", "generateName"}
+
+
+def definition_problems(schema: dict[str, Any]) -> list[str]:
+    """List the CEL rules that refer to fields the schema does not declare, and bad `fieldPath`s.
+
+    The API server compiles rules against the schema and rejects a CRD whose rule
+    reads an undeclared field or whose fieldPath points nowhere. This is a
+    syntactic check of `self.a.b` chains, not a CEL type check.
+    """
+    problems = []
+    for site in _find_rule_sites(schema, ()):
+        node = _schema_at(schema, site.path)
+        where = format_path([part for part in site.path if part != "*"]) or "<root>"
+        for rule in site.rules:
+            for match in _SELF_REFERENCE.finditer(rule["rule"]):
+                fields = match.group(2).lstrip(".").split(".")
+                if match.group(3):  # the last name is a method call such as `.matches(`
+                    fields = fields[:-1]
+                if not _declares(node, fields, at_root=not site.path):
+                    problems.append(f"rule at {where} {rule['rule']!r}: undefined field {'.'.join(fields)!r}")
+            field_path = rule.get("fieldPath")
+            if field_path and not _declares(node, field_path.lstrip(".").split("."), at_root=False):
+                problems.append(f"rule at {where}: fieldPath {field_path!r} does not name a field of the schema")
+    return problems
+
+
+def _schema_at(schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    for part in path:
+        schema = schema["items"] if part == "*" and "items" in schema else (
+            schema["additionalProperties"] if part == "*" else schema["properties"][part]
+        )
+    return schema
+
+
+def _declares(schema: dict[str, Any], fields: list[str], *, at_root: bool) -> bool:
+    for index, field in enumerate(fields):
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return True
+        if at_root and index == 1 and fields[0] == "metadata":
+            return field in _ROOT_METADATA_FIELDS
+        properties = schema.get("properties", {})
+        if field in properties:
+            schema = properties[field]
+        elif isinstance(schema.get("additionalProperties"), dict):
+            schema = schema["additionalProperties"]
+        else:
+            return False
+    return True

@@ -6,6 +6,7 @@ import httpx
 import kubernetes
 import pytest
 from emulator_helpers import TENANTS, TENANTS_PATH, create_tenant, tenant_manifest
+from k8s_emulator_schema import definition_problems
 from kubernetes.client import ApiException
 
 
@@ -16,8 +17,8 @@ def test_invalid_tenant_name_rejected_at_admission(http: httpx.Client, name: str
     assert response.status_code == 422
     status = response.json()
     assert status["reason"] == "Invalid"
-    assert [cause["field"] for cause in status["details"]["causes"]] == ["metadata.name"]
-    assert "must be 3 to 40 characters" in status["message"]
+    assert len(status["details"]["causes"]) == 1
+    assert "metadata.name: must be 3 to 40 characters" in status["message"]
     assert http.get(TENANTS_PATH).json()["items"] == []
 
 
@@ -34,6 +35,15 @@ def test_reserved_tenant_name_rejected(http: httpx.Client, name: str) -> None:
 
     assert response.status_code == 422
     assert "is reserved for the platform" in response.json()["message"]
+
+
+def test_invalid_plan_name_rejected(http: httpx.Client) -> None:
+    plan = {"apiVersion": "livery.dev/v1alpha1", "kind": "Plan", "metadata": {"name": "9x"}, "spec": {"displayName": "Nine"}}
+
+    response = http.post("/apis/livery.dev/v1alpha1/plans", json=plan)
+
+    assert response.status_code == 422
+    assert "must be a DNS label" in response.json()["message"]
 
 
 def test_changing_isolation_rejected(custom: kubernetes.client.CustomObjectsApi) -> None:
@@ -101,8 +111,11 @@ def test_every_error_reported_at_once(http: httpx.Client) -> None:
     response = http.post(TENANTS_PATH, json=manifest)
 
     assert response.status_code == 422
-    fields = sorted(cause["field"] for cause in response.json()["details"]["causes"])
-    assert fields == ["metadata.name", "spec.displayName", "spec.isolation"]
+    messages = [f"{cause['field']}: {cause['message']}" for cause in response.json()["details"]["causes"]]
+    assert len(messages) == 3
+    assert any("metadata.name: must be 3 to 40 characters" in message for message in messages)
+    assert any(message.startswith("spec.displayName: Required value") for message in messages)
+    assert any(message.startswith("spec.isolation: Unsupported value") for message in messages)
 
 
 def test_unknown_spec_field_pruned(custom: kubernetes.client.CustomObjectsApi) -> None:
@@ -145,3 +158,19 @@ def test_invalid_status_rejected(custom: kubernetes.client.CustomObjectsApi) -> 
 
     assert raised.value.status == 422
     assert "status.phase" in raised.value.body
+
+
+def test_rule_reading_undeclared_field_rejects_crd() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"metadata": {"type": "object"}, "spec": {"type": "object", "properties": {"plan": {"type": "string"}}}},
+        "x-kubernetes-validations": [{"rule": "self.spec.plans != ''", "fieldPath": ".metadata.name"}],
+    }
+
+    problems = definition_problems(schema)
+
+    assert problems == [
+        "rule at <root> \"self.spec.plans != ''\": undefined field 'spec.plans'",
+        "rule at <root>: fieldPath '.metadata.name' does not name a field of the schema",
+    ]
+
