@@ -184,6 +184,12 @@ class FileService:
         await db.flush()
         await run_in_threadpool(self.storage.delete, stored.key)
 
+    async def delete_by_key(self, db: AsyncSession, key: str) -> None:
+        """Delete the file stored under the full `key`, if this tenant has one (a product image, say)."""
+        stored = (await db.execute(select(StoredFile).where(StoredFile.key == key))).scalar_one_or_none()
+        if stored is not None:
+            await self.delete(db, stored)
+
     async def download_url(self, stored: StoredFile) -> str:
         return await self.storage_url(stored.key)
 

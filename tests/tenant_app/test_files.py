@@ -123,3 +123,24 @@ async def test_svg_product_image_is_rejected(tenant_pair) -> None:
 
     assert response.status_code == 415
     assert "SVG" in response.text
+
+
+async def test_deleting_product_removes_its_image(tenant_pair) -> None:
+    acme, _ = tenant_pair
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    name = f"Pictured {uuid.uuid4().hex[:6]}"
+    created = await acme.client.post(
+        "/products",
+        data={"csrf_token": acme.csrf_token, "name": name, "price": "1", "currency": "EUR"},
+        files={"image": ("p.png", png, "image/png")},
+    )
+    assert created.status_code == 303, created.text
+    listing = await acme.client.get("/api/v1/products", params={"q": name}, headers=acme.api_headers())
+    product_id = listing.json()["items"][0]["id"]
+    used_before = (await acme.client.get("/api/v1/files", headers=acme.api_headers())).json()["usedBytes"]
+
+    deleted = await acme.client.delete(f"/api/v1/products/{product_id}", headers=acme.api_headers())
+    used_after = (await acme.client.get("/api/v1/files", headers=acme.api_headers())).json()["usedBytes"]
+
+    assert deleted.status_code == 204
+    assert used_before - used_after == len(png)

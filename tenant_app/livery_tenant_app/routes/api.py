@@ -103,11 +103,14 @@ async def update_product_route(product_id: str, body: ProductUpdate, db: Db, ide
 
 
 @router.delete("/products/{product_id}", status_code=204, tags=["products"])
-async def delete_product_route(product_id: str, db: Db, identity: ApiUser) -> Response:
+async def delete_product_route(product_id: str, request: Request, db: Db, identity: ApiUser) -> Response:
     product = await get_product(db, product_id)
     if product is None:
         raise not_found("product")
+    image_key = product.image_key
     await delete_product(db, product)
+    if image_key is not None:
+        await request.app.state.files.delete_by_key(db, image_key)
     return Response(status_code=204)
 
 

@@ -103,11 +103,14 @@ def _decimal(value: str) -> Decimal | str:
 
 
 @router.post("/products/{product_id}/delete", dependencies=[CsrfChecked])
-async def delete_product_form(product_id: str, db: Db, identity: PageUser) -> Response:
+async def delete_product_form(product_id: str, request: Request, db: Db, identity: PageUser) -> Response:
     product = await get_product(db, product_id)
     if product is None:
         raise not_found("product")
+    image_key = product.image_key
     await delete_product(db, product)
+    if image_key is not None:
+        await request.app.state.files.delete_by_key(db, image_key)
     return see_other("/products")
 
 
