@@ -7,13 +7,18 @@ It is served on 127.0.0.1 from a background thread with its own event loop.
 kopf, the official `kubernetes` client and httpx reach it through the
 kubeconfig file that the fixture writes:
 
-    def test_something(kube):
-        os.environ["KUBECONFIG"] = str(kube.kubeconfig)   # or kube.api_client()
+    def test_something(kube_clean, monkeypatch):
+        monkeypatch.setenv("KUBECONFIG", str(kube_clean.kubeconfig))  # or kube_clean.api_client()
         ...
-        kube.set_deployment_available("tenant-acme", "app", replicas=1)
+        kube_clean.set_deployment_available("tenant-acme", "app", replicas=1)
 
 Helpers on the fixture read and write over HTTP like any client, so they
-see exactly what the operator sees.
+get exactly the responses the operator gets. Read `kube.emulator.objects`
+only while no client writes, because the server thread changes it.
+
+A test makes the server fail a request with kmock's syntax, for example
+`kube.emulator["get /api/v1/namespaces/default/secrets/db"] << 503`.
+`kube.reset()` and the `kube_clean` fixture remove such reactions.
 """
 
 from __future__ import annotations

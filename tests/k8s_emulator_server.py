@@ -28,7 +28,6 @@ without locks.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import copy
 import json
 import logging
@@ -44,13 +43,13 @@ import attrs
 import kmock
 import yaml
 from k8s_emulator_builtins import admit_builtin
+from k8s_emulator_deletion import DeletionMixin
 from k8s_emulator_fields import FieldPath, applied_paths, merge_apply, record_apply, record_update
 from k8s_emulator_http import (
     ResourcePath,
     WatchEvent,
     decode_continue_token,
     encode_continue_token,
-    event_type_for_selector,
     field_manager_name,
     invalid,
     json_body,
@@ -59,9 +58,7 @@ from k8s_emulator_http import (
     object_position,
     parse_limit,
     parse_resource_path,
-    parse_resource_version,
     request_selector,
-    write_event,
 )
 from k8s_emulator_objects import (
     ALL_VERBS,
@@ -77,6 +74,7 @@ from k8s_emulator_objects import (
 )
 from k8s_emulator_schema import FieldError
 from k8s_emulator_patches import APPLY_PATCH_TYPE, patch_body
+from k8s_emulator_watch import WatchMixin
 from k8s_emulator_updates import (
     desired_state,
     keep_system_metadata,
@@ -90,19 +88,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
-# Watch events kept for clients that resume a watch from a resourceVersion. Older ones get 410 Gone.
-WATCH_HISTORY_LIMIT = 20_000
-
-# How often an idle watch checks whether its client has disconnected, in seconds.
-WATCH_IDLE_CHECK_SECONDS = 1.0
-
-# Idle time after which a watch that allows bookmarks gets one, in seconds. The API server
-# sends them about once a minute, and kopf reconnects after 70 s without any event.
-WATCH_BOOKMARK_SECONDS = 30.0
-
 
 @attrs.define(kw_only=True)
-class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
+class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulator):
     """kmock's emulator with the API server behaviour listed in the module docstring."""
 
     crd_directory: Path | None = None
@@ -242,22 +230,6 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
                 self._finish_namespace_if_empty(namespace)
         return final
 
-    def _record_event(
-        self,
-        resource_version: int,
-        resource_type: ResourceType,
-        namespace: str | None,
-        event_type: str,
-        obj: dict[str, Any],
-        old: dict[str, Any] | None,
-    ) -> None:
-        event = WatchEvent(resource_version, resource_type, namespace, event_type, copy.deepcopy(obj), old)
-        self._watch_events.append(event)
-        if len(self._watch_events) > WATCH_HISTORY_LIMIT:
-            del self._watch_events[: len(self._watch_events) - WATCH_HISTORY_LIMIT]
-        self._watch_event_added.set()
-        self._watch_event_added = asyncio.Event()
-
     # HTTP entry point.
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -274,6 +246,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
                 return response
             return await self._serve_resource(request, path, raw_request)
         except ApiError as error:
+            logger.debug("rejected %s %s with %d %s: %s", raw_request.method, raw_request.path_qs, error.code, error.reason, error.message)
             return aiohttp.web.json_response(error.status(), status=error.code)
         except Exception as error:  # an emulator bug: return 500 so that the client fails loudly
             logger.exception("emulator failed on %s %s", raw_request.method, raw_request.path_qs)
@@ -283,7 +256,11 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
             return aiohttp.web.json_response(internal.status(), status=500)
 
     async def _serve_user_reactions(self, request: rendering.Request) -> aiohttp.web.StreamResponse | None:
-        """Serve the request from a reaction a test added (`emulator[...] << 500`), if one matches."""
+        """Serve the request from a reaction a test added (`emulator[...] << 500`), if one matches.
+
+        This repeats the matching loop of kmock 0.8's `RawHandler._handle`, using its private
+        `_source` and `_disabled`, for reactions without the fallback priority only.
+        """
         user_payloads = [payload for payload in self._payloads if -math.inf not in payload.priorities]
         user_payloads.sort(key=lambda payload: tuple(-priority for priority in payload.priorities))
         for payload in user_payloads:
@@ -576,7 +553,7 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
         new = scope_to_subresource(resource_type, current, candidate, subresource)
         new["apiVersion"], new["kind"] = resource_type.api_version, resource_type.kind
         keep_system_metadata(new, current)
-        if operation == "Apply":  # _merge_apply already moved the ownership of forced fields
+        if operation == "Apply":  # merge_apply already moved the ownership of forced fields
             new["metadata"]["managedFields"] = candidate["metadata"]["managedFields"]
 
         if current["metadata"].get("deletionTimestamp"):
@@ -606,184 +583,3 @@ class LiveryKubernetesEmulator(kmock.KubernetesEmulator):
                 return self._remove(resource_type, stored)
             self._finish_namespace_if_empty(name)
         return stored
-
-    # Delete.
-
-    def delete_object(
-        self,
-        resource_type: ResourceType,
-        namespace: str | None,
-        name: str,
-        options: dict[str, Any],
-        params: dict[str, str],
-    ) -> dict[str, Any]:
-        current = self._read_or_404(resource_type, namespace, name)
-        preconditions = options.get("preconditions") or {}
-        for field in ("uid", "resourceVersion"):
-            expected = preconditions.get(field)
-            if expected is not None and expected != current["metadata"][field]:
-                raise ApiError(
-                    409, "Conflict",
-                    f'Operation cannot be fulfilled on {resource_type.group_resource} "{name}": '
-                    f"Precondition failed: {field}: {expected}, actual: {current['metadata'][field]}",
-                )
-        if params.get("dryRun") == "All" or "All" in (options.get("dryRun") or []):
-            return current
-        return self._delete(resource_type, current)
-
-    def _delete(self, resource_type: ResourceType, current: dict[str, Any]) -> dict[str, Any]:
-        metadata = current["metadata"]
-        if metadata.get("deletionTimestamp"):
-            return current
-
-        if resource_type.plural == "namespaces":
-            return self._terminate_namespace(resource_type, current)
-        if not metadata.get("finalizers"):
-            return self._remove(resource_type, current)
-
-        marked = copy.deepcopy(current)
-        marked["metadata"]["deletionTimestamp"] = now_rfc3339()
-        marked["metadata"]["deletionGracePeriodSeconds"] = 0
-        if tracks_generation(resource_type):
-            marked["metadata"]["generation"] = metadata.get("generation", 1) + 1
-        return self._store(resource_type, marked, old=current)
-
-    def delete_collection(self, resource_type: ResourceType, namespace: str | None, params: dict[str, str]) -> dict[str, Any]:
-        listing = self.list_objects(resource_type, namespace, params)
-        if params.get("dryRun") != "All":
-            for obj in listing["items"]:
-                current = self.read_object(resource_type, obj["metadata"].get("namespace"), obj["metadata"]["name"])
-                if current is not None:
-                    self._delete(resource_type, current)
-        return listing
-
-    def _terminate_namespace(self, namespaces: ResourceType, current: dict[str, Any]) -> dict[str, Any]:
-        """Mark a namespace Terminating and delete its content, as the namespace controller does."""
-        name = current["metadata"]["name"]
-        marked = copy.deepcopy(current)
-        marked["metadata"]["deletionTimestamp"] = now_rfc3339()
-        marked.setdefault("status", {})["phase"] = "Terminating"
-        marked = self._store(namespaces, marked, old=current)
-
-        for resource_type, namespace, obj in self._iter_objects():
-            if namespace == name:
-                still_there = self.read_object(resource_type, namespace, obj["metadata"]["name"])
-                if still_there is not None:
-                    self._delete(resource_type, still_there)
-        self._finish_namespace_if_empty(name)
-        return self.read_object(namespaces, None, name) or marked
-
-    def _finish_namespace_if_empty(self, name: str) -> None:
-        namespaces = self._types["", "v1", "namespaces"]
-        namespace = self.read_object(namespaces, None, name)
-        if namespace is None or not namespace["metadata"].get("deletionTimestamp"):
-            return
-        if namespace["metadata"].get("finalizers"):
-            return
-        if any(found_namespace == name for _, found_namespace, _ in self._iter_objects()):
-            return
-        self._remove(namespaces, namespace)
-
-    def _delete_dependents(self, owner_uid: str) -> None:
-        """Delete objects whose every owner is gone, as the garbage collector does in background mode."""
-        live_uids = {obj["metadata"]["uid"] for _, _, obj in self._iter_objects()}
-        for resource_type, namespace, obj in self._iter_objects():
-            owners = obj["metadata"].get("ownerReferences") or []
-            owner_uids = {owner.get("uid") for owner in owners}
-            if owner_uid in owner_uids and not owner_uids & live_uids:
-                still_there = self.read_object(resource_type, namespace, obj["metadata"]["name"])
-                if still_there is not None:
-                    self._delete(resource_type, still_there)
-
-    # Watch.
-
-    async def _serve_watch(
-        self, resource_type: ResourceType, path: ResourcePath, params: dict[str, str], raw_request: aiohttp.web.BaseRequest
-    ) -> aiohttp.web.StreamResponse:
-        """Stream watch events as JSON lines until `timeoutSeconds`, a client disconnect or shutdown."""
-        namespace = path.namespace if resource_type.namespaced else None
-        if path.name is not None:  # the deprecated watch of one object by URL
-            name_selector = f"metadata.name={path.name}"
-            params = {**params, "fieldSelector": ",".join(filter(None, [params.get("fieldSelector"), name_selector]))}
-        matches = request_selector(params)
-        timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
-        send_bookmarks = params.get("allowWatchBookmarks") == "true"
-        initial_events = params.get("sendInitialEvents") == "true"
-        since = params.get("resourceVersion") or "0"
-        since_version = parse_resource_version(since)
-
-        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(raw_request)
-
-        # Like the API server, reply to a resourceVersion older than the kept history with an
-        # ERROR event carrying 410 Gone inside a 200 stream. Clients then list again.
-        oldest = self._watch_events[0].resource_version if self._watch_events else self._last_resource_version + 1
-        if since != "0" and not initial_events and since_version < oldest - 1 and since_version < self._last_resource_version:
-            expired = ApiError(410, "Expired", f"too old resource version: {since_version} ({oldest - 1})")
-            await write_event(response, "ERROR", expired.status())
-            await response.write_eof()
-            return response
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout if timeout is not None else None
-        try:
-            # Without a resourceVersion, or with sendInitialEvents, the stream starts with the
-            # current state as ADDED events.
-            last_sent = since_version
-            if since == "0" or initial_events:
-                last_sent = self._last_resource_version
-                for found_type, found_namespace, obj in self._iter_objects():
-                    if found_type == resource_type and (namespace is None or found_namespace == namespace) and matches(obj):
-                        await write_event(response, "ADDED", obj)
-            if initial_events:  # a bookmark annotated as the end of the initial events
-                await write_event(response, "BOOKMARK", self._bookmark(resource_type, last_sent, initial_events_end=True))
-            last_activity = loop.time()
-
-            while not self._closing:
-                wakeup = self._watch_event_added
-                index = bisect.bisect_right(self._watch_events, last_sent, key=lambda event: event.resource_version)
-                for event in self._watch_events[index:]:
-                    last_sent = event.resource_version
-                    if event.resource_type != resource_type or (namespace is not None and event.namespace != namespace):
-                        continue
-                    event_type = event_type_for_selector(event, matches)
-                    if event_type is not None:
-                        await write_event(response, event_type, event.object)
-                        last_activity = loop.time()
-
-                if send_bookmarks and loop.time() - last_activity >= WATCH_BOOKMARK_SECONDS:
-                    await write_event(response, "BOOKMARK", self._bookmark(resource_type, last_sent))
-                    last_activity = loop.time()
-
-                wait = WATCH_IDLE_CHECK_SECONDS
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        break
-                try:
-                    await asyncio.wait_for(wakeup.wait(), timeout=wait)
-                except TimeoutError:
-                    transport = raw_request.transport
-                    if transport is None or transport.is_closing():
-                        break
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the client disconnected, and nothing needs cleaning up
-        return response
-
-    @staticmethod
-    def _bookmark(resource_type: ResourceType, resource_version: int, *, initial_events_end: bool = False) -> dict[str, Any]:
-        """Return the object of a BOOKMARK event: only the kind and the resourceVersion reached."""
-        metadata: dict[str, Any] = {"resourceVersion": str(resource_version)}
-        if initial_events_end:
-            metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
-        return {"kind": resource_type.kind, "apiVersion": resource_type.api_version, "metadata": metadata}
-
-    def compact_watch_history(self) -> None:
-        """Forget past watch events, as etcd compaction does: older resourceVersions get 410 Gone."""
-        self._watch_events.clear()
-
-    async def close_watches(self) -> None:
-        """End every open watch stream, so the server can stop without waiting for clients."""
-        self._closing = True
-        self._watch_event_added.set()

@@ -28,7 +28,7 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 def operator(request: pytest.FixtureRequest, kube_clean: Any) -> Iterator[list[str]]:
     """Run kopf in a thread with one create and one delete handler, and yield the handler calls.
 
-    kopf either lists and then watches, or asks the watch for the initial events.
+    kopf either lists and then watches, or requests the initial events from the watch.
     """
     calls: list[str] = []
     registry = kopf.OperatorRegistry()

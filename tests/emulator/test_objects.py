@@ -93,7 +93,7 @@ def test_json_patch_with_failed_test_is_rejected(http: httpx.Client, custom: kub
 
     response = http.patch(f"{TENANTS_PATH}/acme", json=operations, headers=JSON_PATCH)
 
-    # The API server answers a failed `test` operation with 422, which kopf retries.
+    # The API server rejects a failed `test` operation with 422, which kopf retries.
     assert response.status_code == 422
     assert "finalizers" not in custom.get_cluster_custom_object(*TENANTS, "acme")["metadata"]
 
