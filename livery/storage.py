@@ -1,7 +1,7 @@
 """File storage for tenant files and snapshots: S3 through boto3, or a local folder.
 
 `open_storage` returns one of two backends with the same methods. Keys are
-`/`-separated paths; every key is checked by whole path segment before any
+`/`-separated paths. Every key is checked by whole path segment before any
 backend call, so `..`, absolute paths, backslashes, empty segments and their
 percent-encoded forms never reach S3 or the file system. Tenant files live
 under `tenants/<name>/` (`livery.naming.storage_prefix`); `Storage.for_tenant`
@@ -47,8 +47,8 @@ class InvalidKeyError(StorageError, ValueError):
     """A key breaks a key rule. `key` is the rejected key and `rule` the rule it breaks."""
 
     def __init__(self, key: object, rule: str, field: str = "key") -> None:
-        shown = repr(key) if len(repr(key)) <= 200 else repr(key)[:196] + "...'"
-        super().__init__(f"{field}: {rule}, got {shown}")
+        display = repr(key) if len(repr(key)) <= 200 else repr(key)[:196] + "...'"
+        super().__init__(f"{field}: {rule}, got {display}")
         self.key = key
         self.rule = rule
         self.field = field
@@ -97,18 +97,18 @@ def check_key(key: object, field: str = "key") -> str:
 
 
 def _check_segments(text: str, key: str, field: str, encoded: bool = False) -> None:
-    how = " (after percent-decoding)" if encoded else ""
+    suffix = " (after percent-decoding)" if encoded else ""
     if any(ord(character) < 32 or ord(character) == 127 for character in text):
-        raise InvalidKeyError(key, f"must not contain control characters{how}", field)
+        raise InvalidKeyError(key, f"must not contain control characters{suffix}", field)
     if "\\" in text:
-        raise InvalidKeyError(key, f"must not contain backslashes{how}", field)
+        raise InvalidKeyError(key, f"must not contain backslashes{suffix}", field)
     if text.startswith("/"):
-        raise InvalidKeyError(key, f"must be relative, not start with '/'{how}", field)
+        raise InvalidKeyError(key, f"must be relative, not start with '/'{suffix}", field)
     for segment in text.split("/"):
         if segment == "":
-            raise InvalidKeyError(key, f"must not contain empty path segments ('//' or a trailing '/'){how}", field)
+            raise InvalidKeyError(key, f"must not contain empty path segments ('//' or a trailing '/'){suffix}", field)
         if segment in (".", ".."):
-            raise InvalidKeyError(key, f"must not contain '.' or '..' path segments{how}", field)
+            raise InvalidKeyError(key, f"must not contain '.' or '..' path segments{suffix}", field)
 
 
 def check_prefix(prefix: object, field: str = "prefix") -> str:

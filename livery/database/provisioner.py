@@ -3,7 +3,7 @@
 The reconciler calls `ensure_database` on every reconcile and `drop_database`
 or `snapshot` when a tenant is deleted, on Kubernetes and in the embedded
 runtime alike. Every method is idempotent and safe to run again after a crash
-between any two of its statements; the caller keeps the tenant's password and
+between any two of its statements. The caller keeps the tenant's password and
 passes the same one each time.
 
 The three isolation modes:
@@ -55,7 +55,7 @@ TENANT_LOCK_PREFIX = "tenant:"
 
 @dataclass(frozen=True)
 class DatabaseInfo:
-    """Where a tenant's data lives and how its app connects. `app_url` contains the password."""
+    """The location of a tenant's data and its app's connection URL. `app_url` contains the password."""
 
     tenant: str
     isolation: Isolation
@@ -124,7 +124,7 @@ class DatabaseProvisioner:
         """Write a pg_dump custom-format archive of the tenant's data and return its path.
 
         `destination` is the archive's path, or an existing folder to put
-        `<tenant>-<UTC time>.dump` in. In shared mode the archive holds the
+        `<tenant>-<UTC time>.dump` in. In shared mode the archive contains the
         tables with only this tenant's rows.
         """
         check_request(tenant, isolation)
@@ -266,7 +266,7 @@ class DatabaseProvisioner:
         """Hold an advisory lock on `key` (a tenant or a shared database) while the block runs.
 
         GRANT and REVOKE on one database or schema, and ALTER ROLE on one role,
-        rewrite the same catalog row; two provisioners doing so at once fail
+        rewrite the same catalog row. Two provisioners doing so at once fail
         with "tuple concurrently updated". The lock lives in the admin
         connection's database, so it serialises every provisioner that uses
         the same admin database.
@@ -299,7 +299,7 @@ class DatabaseProvisioner:
 
 
 async def prepare_shared_public_schema(connection: psycopg.AsyncConnection) -> None:
-    """Let the owner role create tables in `public` and the group role use them, and nobody else create anything."""
+    """Let the owner role create tables in `public` and the group role use them; revoke every other role's access."""
     owner = sql.Identifier(SHARED_OWNER_ROLE)
     group = sql.Identifier(naming.SHARED_APP_ROLE)
     await connection.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")

@@ -61,7 +61,7 @@ def apply_migrations(
 
     `owner_url` connects to the tenant's database. When `owner_role` is given,
     the migrations run as that role (`SET LOCAL ROLE`), so it owns what they
-    create; the provisioner connects as its admin user and passes the tenant's
+    create. The provisioner connects as its admin user and passes the tenant's
     role (or the shared owner role). In schema mode, `schema` is the tenant's
     schema and holds the tables and the version table.
 

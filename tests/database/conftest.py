@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
@@ -10,16 +9,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.engine import make_url
 
+from database_support import unique_tenant_name
 from livery.database import DatabaseInfo, DatabaseProvisioner
 
-ISOLATIONS = ("database", "schema", "shared")
-
 ProvisionTenant = Callable[..., Awaitable[DatabaseInfo]]
-
-
-def unique_tenant_name(prefix: str = "t") -> str:
-    """Return a valid tenant name that no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from livery.database import DatabaseError, DatabaseProvisioner
 from livery.tenant_schema import HEAD_REVISION
 
-from conftest import ISOLATIONS, unique_tenant_name
+from database_support import ISOLATIONS, unique_tenant_name
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -282,8 +282,8 @@ async def test_drop_database_ends_open_sessions(provisioner: DatabaseProvisioner
 async def test_shared_drop_deletes_only_that_tenants_rows(provisioner: DatabaseProvisioner, provision_tenant, admin):
     keep = await provision_tenant("shared")
     name = unique_tenant_name("gone")
-    gone = await provisioner.ensure_database(name, "shared", "gone-password")
-    for info in (keep, gone):
+    dropped = await provisioner.ensure_database(name, "shared", "gone-password")
+    for info in (keep, dropped):
         with psycopg.connect(info.app_url) as connection, connection.transaction():
             connection.execute("SELECT set_config('livery.tenant', %s, true)", (info.tenant,))
             connection.execute("INSERT INTO users (email) VALUES ('owner@example.com')")
@@ -292,7 +292,7 @@ async def test_shared_drop_deletes_only_that_tenants_rows(provisioner: DatabaseP
 
     with admin("livery_shared") as connection:
         tenants = connection.execute(
-            "SELECT tenant_id FROM users WHERE tenant_id IN (%s, %s)", (keep.tenant, gone.tenant)
+            "SELECT tenant_id FROM users WHERE tenant_id IN (%s, %s)", (keep.tenant, dropped.tenant)
         ).fetchall()
     assert tenants == [(keep.tenant,)]
 

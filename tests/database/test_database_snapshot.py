@@ -11,7 +11,7 @@ import pytest
 from livery.database import DatabaseProvisioner, SnapshotError
 from livery.database.snapshot import choose_pg_dump
 
-from conftest import ISOLATIONS
+from database_support import ISOLATIONS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -213,7 +213,7 @@ async def test_one_pooled_connection_never_carries_tenant_over(provision_tenant,
     assert acme.role not in leftover[2]
 
 
-async def test_schema_pool_without_role_switch_resolves_each_tenant_schema(provision_tenant, postgres_url):
+async def test_schema_pool_sets_search_path_per_transaction(provision_tenant, postgres_url):
     acme = await provision_tenant("schema")
     globex = await provision_tenant("schema")
     superuser_url = make_url(postgres_url).set(database=acme.database).render_as_string(hide_password=False)
