@@ -82,6 +82,7 @@ class User(Base):
         UniqueConstraint("tenant_id", "email"),
         CheckConstraint(ROLE_CHECK, name="role"),
         CheckConstraint("email = lower(email)", name="email_lowercase"),
+        Index(None, "tenant_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = id_column()
@@ -165,6 +166,7 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         UniqueConstraint("tenant_id", "key_hash"),
+        UniqueConstraint("tenant_id", "prefix"),
         ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
         Index(None, "tenant_id", "user_id"),
     )
