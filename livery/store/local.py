@@ -427,23 +427,20 @@ class LocalStore(ResourceStore):
     async def changes(self, *, reconnect_delay: float = 1.0) -> AsyncIterator[tuple[str, str]]:
         """Yield `(kind, name)` for every committed change, reconnecting after a lost connection.
 
-        After a reconnect it yields `("*", "")`, because changes made while the
-        connection was down were missed and the caller must re-read everything.
+        Each time LISTEN starts, first on connecting and again after a
+        reconnect, it yields `("*", "")`. Changes committed before that moment
+        were not notified, so the caller must re-read everything then.
         """
-        first = True
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as connection:
                     await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
-                    if not first:
-                        yield "*", ""
-                    first = False
+                    yield "*", ""
                     async for notice in connection.notifies():
                         kind, _, name = notice.payload.partition("/")
                         yield kind, name
             except psycopg.OperationalError as exc:
                 logger.warning("lost the change notification connection (%s); reconnecting", type(exc).__name__)
-                first = False
                 await asyncio.sleep(reconnect_delay)
 
 

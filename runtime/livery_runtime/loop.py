@@ -71,6 +71,7 @@ class ReconcileLoop:
         self._due: dict[str, float] = {}
         self._running: set[str] = set()
         self._wake = asyncio.Event()
+        self._listening = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     def enqueue(self, name: str, delay: float = 0.0) -> None:
@@ -85,12 +86,19 @@ class ReconcileLoop:
             self.enqueue(tenant.name)
 
     async def start(self) -> None:
-        """Queue every tenant, so a restarted runtime resumes all of them, and start the workers."""
-        await self.enqueue_all()
+        """Start listening and the workers, and queue every tenant, so a restarted runtime resumes all of them.
+
+        It returns once LISTEN runs, so no change written after it returns can be missed.
+        """
         self._tasks = [asyncio.create_task(self._listen(), name="reconcile-listen")]
         self._tasks.append(asyncio.create_task(self._resync(), name="reconcile-resync"))
         for index in range(self.concurrency):
             self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-worker-{index}"))
+        listening = asyncio.create_task(self._listening.wait())
+        await asyncio.wait({listening, self._tasks[0]}, return_when=asyncio.FIRST_COMPLETED)
+        if self._tasks[0].done():
+            listening.cancel()
+            self._tasks[0].result()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -112,7 +120,9 @@ class ReconcileLoop:
             elif kind == "Plan":
                 await self._enqueue_plan_tenants(name)
             else:
+                # LISTEN (re)started: changes before it were not notified.
                 await self.enqueue_all()
+                self._listening.set()
 
     async def _enqueue_plan_tenants(self, plan: str) -> None:
         for tenant in await self.store.list_tenants():

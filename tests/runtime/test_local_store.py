@@ -171,12 +171,11 @@ async def test_secret_round_trip(store: LocalStore) -> None:
 
 async def test_notify_wakes_listener(store: LocalStore) -> None:
     changes = store.changes()
-    listening = asyncio.ensure_future(anext(changes))
-    # The first notification can only arrive once LISTEN has run; wait for it.
-    await asyncio.sleep(0.3)
+    started = await asyncio.wait_for(anext(changes), timeout=5)
 
     await store.apply_tenant("acme", ACME, CLI_FIELD_MANAGER)
-    change = await asyncio.wait_for(listening, timeout=5)
+    change = await asyncio.wait_for(anext(changes), timeout=5)
     await changes.aclose()
 
+    assert started == ("*", "")
     assert change == ("Tenant", "acme")
