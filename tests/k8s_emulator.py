@@ -7,10 +7,14 @@ It is served on 127.0.0.1 from a background thread with its own event loop.
 kopf, the official `kubernetes` client and httpx reach it through the
 kubeconfig file that the fixture writes:
 
-    def test_something(kube_clean, monkeypatch):
-        monkeypatch.setenv("KUBECONFIG", str(kube_clean.kubeconfig))  # or kube_clean.api_client()
-        ...
+    def test_something(kube_clean):
+        api = kubernetes.client.CoreV1Api(kube_clean.api_client())
+        ...  # or kopf with a login handler that returns kube_clean.connection_info()
         kube_clean.set_deployment_available("tenant-acme", "app", replicas=1)
+
+Setting $KUBECONFIG in a test is not enough for `kubernetes.config.load_kube_config()`,
+which reads the variable once when `kubernetes` is imported: pass `kube.kubeconfig`
+as its `config_file` instead.
 
 Helpers on the fixture read and write over HTTP like any client, so they
 get exactly the responses the operator gets. Read `kube.emulator.objects`

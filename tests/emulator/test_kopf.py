@@ -24,18 +24,27 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture(params=[False, True], ids=["list-then-watch", "initial-streaming"])
-def operator(request: pytest.FixtureRequest, kube_clean: Any) -> Iterator[list[str]]:
+@pytest.fixture(params=["login-handler", "kubeconfig"])
+def operator(request: pytest.FixtureRequest, kube_clean: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Run kopf in a thread with one create and one delete handler, and yield the handler calls.
 
-    kopf either lists and then watches, or requests the initial events from the watch.
+    kopf either gets the server from a login handler and lists, then watches, or
+    reads the kubeconfig through the kubernetes client and requests the initial
+    events from the watch.
     """
     calls: list[str] = []
     registry = kopf.OperatorRegistry()
+    use_kubeconfig = request.param == "kubeconfig"
 
-    @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return kube_clean.connection_info()
+    if use_kubeconfig:
+        # kubernetes.config reads $KUBECONFIG once, at import, into this default.
+        monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kube_clean.kubeconfig))
+        kopf.on.login(registry=registry)(kopf.login_via_client)
+    else:
+
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kube_clean.connection_info()
 
     @kopf.on.create(*TENANTS, registry=registry)
     def created(name: str, **_: Any) -> None:
@@ -49,7 +58,7 @@ def operator(request: pytest.FixtureRequest, kube_clean: Any) -> Iterator[list[s
     settings.scanning.disabled = True
     settings.posting.enabled = False
     settings.watching.server_timeout = 60
-    settings.watching.initial_streaming = request.param
+    settings.watching.initial_streaming = use_kubeconfig
 
     stop = threading.Event()
     ready = threading.Event()
