@@ -1,12 +1,11 @@
 """Object rules of the Kubernetes API that do not depend on the HTTP layer.
 
-Resource types, names, label and field selectors, merge patches and the
-`managedFields` record of server-side apply. `k8s_emulator_server` uses them.
+Resource types and CRD loading, object names, metadata validation, and label
+and field selectors. `k8s_emulator_server` uses them.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime
 import json
 import re

@@ -122,10 +122,12 @@ class CustomResourceSchema:
         field_path = (format_path(location) + rule.get("fieldPath", "")).lstrip(".") or "<nil>"
         reason = rule.get("reason", "FieldValueInvalid")
         try:
-            passed = bool(self._program(expression).evaluate(activation))
+            result = self._program(expression).evaluate(activation)
         except celpy.CELEvalError as error:
             return FieldError(field_path, reason, f"Invalid value: {_cel_type(value)}: evaluation of rule {expression!r} failed: {error}")
-        if passed:
+        if not isinstance(result, celpy.celtypes.BoolType):
+            return FieldError(field_path, reason, f"Invalid value: {_cel_type(value)}: rule {expression!r} must return a bool, got {result!r}")
+        if result:
             return None
 
         message = rule.get("message") or f"failed rule: {expression}"

@@ -6,7 +6,7 @@ import httpx
 import kubernetes
 import pytest
 from emulator_helpers import TENANTS, TENANTS_PATH, create_tenant, tenant_manifest
-from k8s_emulator_schema import definition_problems
+from k8s_emulator_schema import CustomResourceSchema, definition_problems
 from kubernetes.client import ApiException
 
 
@@ -174,3 +174,25 @@ def test_rule_reading_undeclared_field_rejects_crd() -> None:
         "rule at <root>: fieldPath '.metadata.name' does not name a field of the schema",
     ]
 
+
+
+def test_rule_on_list_items_names_item() -> None:
+    item_rule = {"rule": "self.replicas > 0", "message": "must be positive"}
+    schema = CustomResourceSchema({
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "pools": {
+                        "type": "array",
+                        "items": {"type": "object", "properties": {"replicas": {"type": "integer"}}, "x-kubernetes-validations": [item_rule]},
+                    },
+                },
+            },
+        },
+    })
+
+    _, errors = schema.admit({"spec": {"pools": [{"replicas": 1}, {"replicas": 0}]}}, old=None)
+
+    assert [error.render() for error in errors] == ['spec.pools[1]: Invalid value: "object": must be positive']
