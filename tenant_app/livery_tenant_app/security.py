@@ -103,8 +103,10 @@ class SessionMiddleware:
     """Load the signed session cookie into `scope["state"]["session"]` and write it back when changed.
 
     A request without a valid cookie gets a fresh anonymous session, so the
-    sign-in form has a CSRF token too. Handlers replace the session on sign-in
-    and sign-out and set `state["session_changed"]`.
+    sign-in form has a CSRF token too; its cookie is sent only with HTML
+    responses, which are the only ones that can carry the token in a form.
+    Handlers replace the session on sign-in and sign-out and set
+    `state["session_changed"]`, which always sends the cookie.
     """
 
     def __init__(self, app: ASGIApp, signer: SessionSigner, secure: bool = False) -> None:
@@ -118,12 +120,15 @@ class SessionMiddleware:
             return
         state = scope.setdefault("state", {})
         session = self.signer.loads(_read_cookie(scope, SESSION_COOKIE))
-        state["session_changed"] = session is None
+        fresh = session is None
+        state["session_changed"] = False
         state["session"] = session or Session()
         state["csrf_token"] = state["session"].csrf_token
 
         async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start" and state.get("session_changed"):
+            if message["type"] == "http.response.start" and (
+                state.get("session_changed") or (fresh and _is_html(message))
+            ):
                 headers = list(message.get("headers", []))
                 headers.append((b"set-cookie", self._cookie(scope, state["session"]).encode("latin-1")))
                 message = dict(message, headers=headers)
@@ -137,6 +142,13 @@ class SessionMiddleware:
             f"{SESSION_COOKIE}={self.signer.dumps(session)}; Path=/; Max-Age={SESSION_MAX_AGE_SECONDS}; "
             f"HttpOnly; SameSite=Lax{secure}"
         )
+
+
+def _is_html(message: Message) -> bool:
+    for name, value in message.get("headers", []):
+        if name.lower() == b"content-type":
+            return value.startswith(b"text/html")
+    return False
 
 
 def _read_cookie(scope: Scope, name: str) -> str | None:
