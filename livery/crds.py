@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from .models.base import API_GROUP, API_VERSION
 from .models.plan import PlanSpec, PlanStatus
 from .models.rules import (
+    CUSTOM_CSS_MAX_BYTES,
     PLAN_NAME,
     RESERVED_TENANT_NAMES,
     RESERVED_TENANT_PREFIXES,
@@ -36,6 +37,8 @@ def _quoted_list(values: tuple[str, ...]) -> str:
 
 
 # Rules on the whole object. `self.metadata.name` is readable from root-level rules.
+# They set no `fieldPath`: the API server accepts only paths that the schema declares,
+# and the schema may not describe `metadata` beyond its type.
 TENANT_NAME_RULES: list[dict[str, str]] = [
     {
         "rule": (
@@ -44,7 +47,6 @@ TENANT_NAME_RULES: list[dict[str, str]] = [
         ),
         "message": f"metadata.name: {TENANT_NAME.rule}",
         "reason": "FieldValueInvalid",
-        "fieldPath": ".metadata.name",
     },
     {
         "rule": (
@@ -53,7 +55,6 @@ TENANT_NAME_RULES: list[dict[str, str]] = [
         ),
         "message": "metadata.name: is reserved for the platform",
         "reason": "FieldValueForbidden",
-        "fieldPath": ".metadata.name",
     },
 ]
 
@@ -62,7 +63,6 @@ PLAN_NAME_RULES: list[dict[str, str]] = [
         "rule": f"size(self.metadata.name) <= 63 && self.metadata.name.matches('{PLAN_NAME.pattern}')",
         "message": f"metadata.name: {PLAN_NAME.rule}",
         "reason": "FieldValueInvalid",
-        "fieldPath": ".metadata.name",
     },
 ]
 
@@ -75,6 +75,15 @@ TENANT_SPEC_RULES: list[dict[str, str]] = [
         ),
         "reason": "FieldValueForbidden",
         "fieldPath": ".isolation",
+    },
+]
+
+BRANDING_RULES: list[dict[str, str]] = [
+    {
+        "rule": f"!has(self.customCss) || size(bytes(self.customCss)) <= {CUSTOM_CSS_MAX_BYTES}",
+        "message": f"spec.branding.customCss: must be at most {CUSTOM_CSS_MAX_BYTES} bytes of UTF-8",
+        "reason": "FieldValueTooLong",
+        "fieldPath": ".customCss",
     },
 ]
 
@@ -156,6 +165,7 @@ def tenant_crd() -> dict[str, Any]:
     spec = schema["properties"]["spec"]
     spec["x-kubernetes-validations"] = TENANT_SPEC_RULES
     spec["properties"]["domains"]["x-kubernetes-list-type"] = "set"
+    spec["properties"]["branding"]["x-kubernetes-validations"] = BRANDING_RULES
     conditions = schema["properties"]["status"]["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]

@@ -31,8 +31,13 @@ class SpecModel(BaseModel):
     def _null_means_unset(cls, data: Any) -> Any:
         # The API server prunes `null` from fields that are not nullable before it
         # validates, so `suspended: null` means "use the default" there too.
+        # A JSON number with no fraction (`5.0`) is an integer to the API server too.
         if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value is not None}
+            return {
+                key: int(value) if isinstance(value, float) and value.is_integer() else value
+                for key, value in data.items()
+                if value is not None
+            }
         return data
 
     def to_json(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ RE2 (the API server's engine): no look-around, no back-references, and no
 from __future__ import annotations
 
 import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +19,16 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 
 
-def show(value: Any, limit: int = 80) -> str:
-    """Quote a rejected value for an error message, shortened to `limit` characters."""
-    text = repr(value)
-    if len(text) > limit:
-        text = text[: limit - 4] + "...'"
-    return text
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel = 2
+_SHORT_REPR.maxdict = _SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxset = 4
+_SHORT_REPR.maxstring = 80
+_SHORT_REPR.maxother = 40
+
+
+def show(value: Any) -> str:
+    """Quote a rejected value for an error message, shortened so that huge or nested values stay cheap."""
+    return _SHORT_REPR.repr(value)
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,8 @@ PLAN_NAME = TextRule(
 # Wildcards, ports, upper case and trailing dots do not match.
 HOSTNAME = TextRule(
     rule=(
-        "must be a lowercase DNS name of at most 253 characters with at least two labels of 1 to 63 "
-        "letters, digits and '-' (no wildcard, IP address, port or trailing dot)"
+        "must be a lowercase DNS name of at most 253 characters: at least two labels of 1 to 63 "
+        "letters, digits and '-', the last one starting with a letter (no wildcard, IP address, port or trailing dot)"
     ),
     pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
     min_length=1,
@@ -117,7 +122,12 @@ HOSTNAME = TextRule(
 
 COLOUR = TextRule(rule="must be a #rrggbb colour", pattern=r"^#[0-9a-fA-F]{6}$")
 
-DISPLAY_NAME = TextRule(rule="must be 1 to 100 characters", min_length=1, max_length=100)
+DISPLAY_NAME = TextRule(
+    rule="must be 1 to 100 characters, not blank, without control characters",
+    pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$",
+    min_length=1,
+    max_length=100,
+)
 
 # An https URL without characters that could end a CSS `url()` or an HTML
 # attribute, or a path to a branding file that the tenant app serves itself.
@@ -128,8 +138,14 @@ ASSET_URL = TextRule(
     max_length=2048,
 )
 
-CUSTOM_CSS_MAX = 20480
-CUSTOM_CSS = TextRule(rule=f"must be at most {CUSTOM_CSS_MAX} characters", max_length=CUSTOM_CSS_MAX)
+# 20 KiB of UTF-8. The character limit lets the API server bound the cost of the
+# byte-count CEL rule; the byte limit itself is checked in `Branding`.
+CUSTOM_CSS_MAX_BYTES = 20480
+CUSTOM_CSS = TextRule(
+    rule=f"must be at most {CUSTOM_CSS_MAX_BYTES} characters without NUL characters",
+    pattern=r"^[^\x00]*$",
+    max_length=CUSTOM_CSS_MAX_BYTES,
+)
 
 EMAIL = TextRule(
     rule="must be an email address such as owner@example.com",

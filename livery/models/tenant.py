@@ -13,6 +13,7 @@ from .rules import (
     ASSET_URL,
     COLOUR,
     CUSTOM_CSS,
+    CUSTOM_CSS_MAX_BYTES,
     DISPLAY_NAME,
     EMAIL,
     HOSTNAME,
@@ -55,8 +56,19 @@ class Branding(SpecModel):
     primary_color: Annotated[str, COLOUR] | None = Field(default=None, description="Main colour, #rrggbb.")
     accent_color: Annotated[str, COLOUR] | None = Field(default=None, description="Accent colour, #rrggbb.")
     custom_css: Annotated[str, CUSTOM_CSS] | None = Field(
-        default=None, description="Extra CSS, sanitised before the app serves it."
+        default=None, description="Extra CSS, at most 20 KiB of UTF-8, sanitised before the app serves it."
     )
+
+    @field_validator("custom_css")
+    @classmethod
+    def _custom_css_fits(cls, css: str | None) -> str | None:
+        if css is not None and len(css.encode()) > CUSTOM_CSS_MAX_BYTES:
+            raise PydanticCustomError(
+                "livery_rule",
+                "must be at most {limit} bytes of UTF-8, got {size} bytes",
+                {"limit": CUSTOM_CSS_MAX_BYTES, "size": len(css.encode())},
+            )
+        return css
 
 
 class TenantSpec(SpecModel):
@@ -122,6 +134,20 @@ class TenantStatus(SpecModel):
     database: DatabaseStatus | None = None
     limits: Limits | None = None
     observed_generation: int | None = Field(default=None, ge=0)
+
+    @field_validator("conditions")
+    @classmethod
+    def _one_condition_per_type(cls, conditions: list[Condition] | None) -> list[Condition] | None:
+        seen: set[str] = set()
+        for index, condition in enumerate(conditions or []):
+            if condition.type in seen:
+                raise PydanticCustomError(
+                    "livery_duplicate",
+                    "must be unique, got type {value} twice",
+                    {"index": index, "value": show(condition.type)},
+                )
+            seen.add(condition.type)
+        return conditions
 
     def condition(self, kind: str) -> Condition | None:
         """Return the condition of type `kind`, or None when it was never reported."""

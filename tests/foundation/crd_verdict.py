@@ -115,6 +115,13 @@ def crd_errors(document: dict[str, Any], old: dict[str, Any] | None = None) -> l
             if previous is None:
                 continue
             activation["oldSelf"] = celpy.json_to_cel(previous)
-        if not bool(_cel_program(rule["rule"]).evaluate(activation)):
+        try:
+            passed = bool(_cel_program(rule["rule"]).evaluate(activation))
+        except celpy.CELEvalError as exc:
+            # The API server reports a rule that cannot be evaluated as an invalid value too.
+            passed = False
+            errors.append(f"{rule['message']} (rule failed to evaluate: {exc.args[0] if exc.args else exc})")
+            continue
+        if not passed:
             errors.append(rule["message"])
     return errors

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from livery.manifests import parse_text, read_manifests, validate_data
@@ -53,7 +56,10 @@ BAD_TENANTS = [
     ("metadata.name", "billing", "metadata.name: is reserved for the platform, got 'billing'"),
     ("metadata.name", "kube-acme", "metadata.name: must not start with 'kube-'"),
     ("metadata.name", "tenant-acme", "metadata.name: must not start with 'tenant-'"),
-    ("spec.displayName", "", "spec.displayName: must be 1 to 100 characters, got ''"),
+    ("spec.displayName", "", "spec.displayName: must be 1 to 100 characters, not blank, without control characters, got ''"),
+    ("spec.displayName", "   ", "spec.displayName: must be 1 to 100 characters, not blank"),
+    ("spec.displayName", "A\x00B", "got 'A\\x00B'"),
+    ("spec.displayName", "Acme\x1b[31m", "spec.displayName: must be 1 to 100 characters, not blank, without control characters"),
     ("spec.displayName", "x" * 101, "spec.displayName: must be 1 to 100 characters"),
     ("spec.displayName", ..., "spec.displayName: is required"),
     ("spec.plan", ..., "spec.plan: is required"),
@@ -61,7 +67,9 @@ BAD_TENANTS = [
     ("spec.isolation", "cluster", "spec.isolation: must be one of 'database', 'schema' or 'shared', got 'cluster'"),
     ("spec.branding.primaryColor", "blue", "spec.branding.primaryColor: must be a #rrggbb colour, got 'blue'"),
     ("spec.branding.accentColor", "#000000</style><img src=x onerror=alert(1)>", "spec.branding.accentColor: must be a #rrggbb colour"),
-    ("spec.branding.customCss", "x" * 20481, "spec.branding.customCss: must be at most 20480 characters, got 20481 characters"),
+    ("spec.branding.customCss", "x" * 20481, "spec.branding.customCss: must be at most 20480 characters without NUL characters, got 20481 characters"),
+    ("spec.branding.customCss", "\u00e9" * 10241, "spec.branding.customCss: must be at most 20480 bytes of UTF-8, got 20482 bytes"),
+    ("spec.branding.customCss", "a{}\x00", "spec.branding.customCss: must be at most 20480 characters without NUL characters"),
     ("spec.branding.logoUrl", "javascript:alert(1)", "spec.branding.logoUrl: must be an https:// URL"),
     ("spec.branding.logoUrl", "http://cdn.example.com/logo.png", "spec.branding.logoUrl: must be an https:// URL"),
     ("spec.branding.faviconUrl", "https://x.example.com/a).png", "spec.branding.faviconUrl: must be an https:// URL"),
@@ -98,6 +106,117 @@ def test_bad_tenant_error_names_field(path: str, value: Any, expected: str) -> N
     assert resource is None
     assert len(errors) == 1, errors
     assert expected in errors[0]
+
+
+def test_integral_float_is_an_integer() -> None:
+    resource, errors = validate_data(with_change("spec.limits", {"users": 5.0}))
+
+    assert errors == []
+    assert resource.spec.limits.users == 5
+
+
+def test_status_in_manifest_is_ignored() -> None:
+    document = {**GOOD_TENANT, "status": {"phase": "Exploded", "conditions": "nonsense"}}
+
+    resource, errors = validate_data(document)
+
+    assert errors == []
+    assert resource.status is None
+
+
+def test_yaml_scalars_read_as_kubectl_sends_them() -> None:
+    text = (
+        "apiVersion: livery.dev/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\n"
+        "spec: {displayName: 2024-01-01, plan: free, limits: {users: 1:30}}\n"
+    )
+
+    [manifest] = parse_text(text, "kubectl.yaml")
+
+    assert manifest.data["spec"]["displayName"] == "2024-01-01"
+    assert manifest.errors == ["spec.limits.users: must be an integer, got '1:30'"]
+
+
+def test_list_kind_items_are_validated() -> None:
+    bad = with_change("spec.branding.primaryColor", "red")
+    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": [GOOD_TENANT, bad]})
+
+    manifests = parse_text(text, "list.json")
+
+    assert [manifest.label for manifest in manifests] == [
+        "list.json: document 1 item 1 (Tenant acme)",
+        "list.json: document 1 item 2 (Tenant acme)",
+    ]
+    assert manifests[0].errors == []
+    assert manifests[1].errors == ["spec.branding.primaryColor: must be a #rrggbb colour, got 'red'"]
+
+
+def test_label_escapes_control_characters() -> None:
+    document = copy.deepcopy(GOOD_TENANT)
+    document["metadata"]["name"] = "bad\nname\x1b[31m"
+
+    [manifest] = parse_text(json.dumps(document), "escape.json")
+
+    assert "\n" not in manifest.label
+    assert "\x1b" not in manifest.label
+    assert manifest.label == "escape.json: document 1 (Tenant bad\\nname\\x1b[31m)"
+
+
+def test_yaml_error_names_failing_document() -> None:
+    good = yaml.safe_dump(GOOD_TENANT)
+    text = good + "---\n" + good + "---\nkind: [bad\n"
+
+    manifests = parse_text(text, "three.yaml")
+
+    assert [manifest.errors for manifest in manifests[:2]] == [[], []]
+    assert manifests[2].label == "three.yaml: document 3"
+    assert manifests[2].errors[0].startswith("(file): not valid YAML at line")
+
+
+def test_alias_bomb_is_rejected_quickly() -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 10):
+        lines.append(f"a{level}: &a{level} [{', '.join(['*a' if level == 1 else f'*a{level - 1}'] * 9)}]")
+    text = "\n".join(lines) + "\napiVersion: livery.dev/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\n"
+    text += "spec: {displayName: *a9, plan: free}\n"
+
+    [manifest] = parse_text(text, "bomb.yaml")
+
+    assert manifest.errors[0].startswith("spec.displayName: must be a string, got [[[")
+    assert "a9: is not a known field" in manifest.errors
+    assert max(len(error) for error in manifest.errors) < 200
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    text = "x: " + "[" * 5000 + "]" * 5000 + "\n"
+
+    [manifest] = parse_text(text, "deep.yaml")
+
+    assert "nested too deeply" in manifest.errors[0]
+
+
+def test_not_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"kind: Tenant\nspec: {displayName: caf\xe9}\n")
+
+    [manifest] = read_manifests([path])
+
+    assert manifest.errors == ["(file): is not UTF-8 text"]
+
+
+def test_fifo_is_reported_not_read(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.yaml")
+
+    [manifest] = read_manifests([tmp_path])
+
+    assert manifest.errors == ["(file): is not a regular file"]
+
+
+def test_dangling_symlink_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "gone.yaml").symlink_to(tmp_path / "missing.yaml")
+
+    [manifest] = read_manifests([tmp_path])
+
+    assert manifest.errors == ["(file): no such file or directory"]
 
 
 def test_document_that_is_not_a_mapping() -> None:
@@ -183,6 +302,13 @@ def test_validate_command_reports_each_problem_once() -> None:
     for fragment in expected:
         assert sum(fragment in line for line in error_lines) == 1, fragment
     assert "two-documents.yaml: document 1 (Tenant globex): valid" in result.output
+
+
+def test_validate_command_reads_standard_input() -> None:
+    result = CliRunner().invoke(app, ["validate", "-f", "-"], input=yaml.safe_dump(GOOD_TENANT))
+
+    assert result.exit_code == 0, result.output
+    assert "<stdin>: document 1 (Tenant acme): valid" in result.output
 
 
 def test_validate_command_missing_path() -> None:

@@ -56,8 +56,13 @@ hosts = st.one_of(
     ),
     st.text(alphabet="ab.-*:1", max_size=20),
 )
-integers = st.one_of(st.integers(min_value=-3, max_value=200_000), st.sampled_from(["3", 1.5, True, None]))
-short_text = st.one_of(st.text(max_size=110), st.sampled_from(["", "x" * 100, "x" * 101]), st.none(), st.just(7))
+integers = st.one_of(st.integers(min_value=-3, max_value=200_000), st.sampled_from(["3", 1.5, 5.0, 0.0, True, None]))
+short_text = st.one_of(
+    st.text(max_size=110),
+    st.sampled_from(["", " ", "x" * 100, "x" * 101, "A\x00B", "Acme\x1b[31m", "\u00e9" * 100, "Acme\n"]),
+    st.none(),
+    st.just(7),
+)
 isolation = st.sampled_from(["database", "schema", "shared", "cluster", "", None, 1])
 plan_names = st.one_of(st.sampled_from(["free", "pro", "enterprise", "Pro", "-x", "p" * 63, "p" * 64, ""]), st.text(max_size=5))
 
@@ -114,7 +119,7 @@ BREAKAGES: dict[str, st.SearchStrategy[Any]] = {
         ["https://cdn.example.com/logo.png", "http://cdn.example.com/logo.png", "javascript:alert(1)",
          "https://x.com/a b.png", "https://x.com/a).png", "/branding/logo.png", "/branding/../x"]
     ),
-    "spec.branding.customCss": st.sampled_from(["", "a{}", "x" * 20480, "x" * 20481]),
+    "spec.branding.customCss": st.sampled_from(["", "a{}", "x" * 20480, "x" * 20481, "\u00e9" * 10241, "a{}\x00"]),
     "spec.suspended": st.sampled_from([True, False, "true", 1, None]),
     "spec.deletionPolicy": st.sampled_from(["Retain", "Delete", "Snapshot", "retain", "Archive"]),
     "spec.limits.users": integers,
@@ -196,7 +201,9 @@ def test_tenant_strategy_draws_both_verdicts() -> None:
     assert not model_accepts(invalid)
 
 
-@pytest.mark.parametrize("name", ["1", "9lives", "a", "ab", "a--b", "xn--acme", "admin", "kube-system", "tenant-x"])
+@pytest.mark.parametrize(
+    "name", ["1", "9lives", "a", "ab", "a--b", "xn--acme", "admin", "kube-system", "tenant-x", "acme\n", "\uff41cme"]
+)
 def test_bad_tenant_names_rejected_by_both(name: str) -> None:
     document = valid_tenant()
     document["metadata"]["name"] = name
