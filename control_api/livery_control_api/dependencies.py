@@ -19,6 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
+from livery.models.rules import EMAIL, HOSTNAME, TENANT_NAME
+
 from .context import AppContext
 from .errors import Forbidden, NotFound, Unauthorized
 from .permissions import Permission, Role, allows
@@ -122,7 +124,10 @@ async def require_admin(caller: CurrentCaller) -> Caller:
 
 AdminCaller = Annotated[Caller, Depends(require_admin)]
 
-TenantName = Annotated[str, Path(min_length=1, max_length=63, description="Tenant name.")]
+TenantName = Annotated[str, Path(pattern=TENANT_NAME.pattern, max_length=TENANT_NAME.max_length, description="Tenant name.")]
+DomainName = Annotated[str, Path(pattern=HOSTNAME.pattern, max_length=HOSTNAME.max_length, description="Custom domain.")]
+EmailAddress = Annotated[str, Path(pattern=EMAIL.pattern, max_length=EMAIL.max_length, description="Email address.")]
+KeyId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="API key id.")]
 
 
 async def role_in_tenant(session: AsyncSession, caller: Caller, tenant: str) -> str | None:

@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from livery.models.errors import describe_error, field_path
@@ -107,6 +108,13 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
+async def _database_rejected_value(request: Request, exc: DataError) -> JSONResponse:
+    # Input checks come first; this catches a value PostgreSQL cannot store (a NUL character) that slipped past them.
+    logger.warning("database rejected a value on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+    message = "a value contains characters that cannot be stored (such as NUL); remove them and retry"
+    return JSONResponse(error_body("invalid", message), status_code=422)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # The message of an unexpected error may contain a URL or a key, so only its type is logged.
     logger.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=False)
@@ -117,4 +125,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _database_rejected_value)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from livery.models.plan import Limits
-from livery.models.rules import DISPLAY_NAME, EMAIL, HOSTNAME, PLAN_NAME
+from livery.models.rules import DISPLAY_NAME, EMAIL, HOSTNAME, PLAN_NAME, TENANT_NAME
 from livery.models.tenant import Branding, Condition
 
 PASSWORD_MIN = 10
@@ -25,7 +25,8 @@ Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX
 
 
 class SignupRequest(ApiModel):
-    tenant: Annotated[str, Field(max_length=63, description="Tenant name; becomes <name>.<base domain>.")]
+    # Checked by the signup itself, which tells invalid, reserved and taken names apart.
+    tenant: Annotated[str, Field(max_length=63, pattern=r"^[^\x00]*$", description="Tenant name; becomes <name>.<base domain>.")]
     display_name: Annotated[str, DISPLAY_NAME]
     email: Annotated[str, EMAIL]
     password: Password
@@ -149,7 +150,7 @@ class UsageReport(ApiModel):
 
 
 class UsageRequest(ApiModel):
-    tenant: Annotated[str, Field(max_length=63)]
+    tenant: Annotated[str, TENANT_NAME]
     reports: Annotated[list[UsageReport], Field(min_length=1, max_length=1000)]
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livery.models.plan import Plan
 from livery.models.rules import TENANT_NAME
-from livery.models.tenant import reserved_name_reason
+from livery.models.tenant import Tenant, reserved_name_reason
 from livery.store.base import CONTROL_API_FIELD_MANAGER, NotFound as StoreNotFound, ResourceStore
 
 from .billing.provider import BillingError
@@ -65,6 +65,7 @@ class SignupResult:
     account: Account
     created: bool
     verification_token: str | None = None
+    tenant: Tenant | None = None
 
 
 def tenant_spec(signup: Signup) -> dict:
@@ -122,13 +123,14 @@ async def sign_up(context: AppContext, session: AsyncSession, request: SignupReq
             return await _repeat(context, session, existing, email, request.password)
         raise Conflict(f"signup for {request.tenant!r} collided with another; retry", field="tenant") from None
 
+    tenant = None
     if paid:
         await _start_checkout(context, session, signup, plan)
         await session.commit()
     else:
-        await _write_tenant_then_commit(context, session, signup)
+        tenant = await _write_tenant_then_commit(context, session, signup)
     logger.info("signup of tenant %s on plan %s (%s)", signup.tenant, plan.name, signup.state)
-    return SignupResult(signup=signup, account=account, created=True, verification_token=verification)
+    return SignupResult(signup=signup, account=account, created=True, verification_token=verification, tenant=tenant)
 
 
 async def _repeat(context: AppContext, session: AsyncSession, existing: Signup, email: str, password: str) -> SignupResult:
@@ -169,9 +171,9 @@ async def _start_checkout(context: AppContext, session: AsyncSession, signup: Si
     signup.checkout_url = checkout.url
 
 
-async def _write_tenant_then_commit(context: AppContext, session: AsyncSession, signup: Signup) -> None:
+async def _write_tenant_then_commit(context: AppContext, session: AsyncSession, signup: Signup) -> Tenant:
     try:
-        await context.store.apply_tenant(signup.tenant, tenant_spec(signup), CONTROL_API_FIELD_MANAGER)
+        tenant = await context.store.apply_tenant(signup.tenant, tenant_spec(signup), CONTROL_API_FIELD_MANAGER)
     except Exception:
         await session.rollback()
         raise
@@ -181,6 +183,7 @@ async def _write_tenant_then_commit(context: AppContext, session: AsyncSession, 
         logger.error("signup of tenant %s failed at commit; deleting its Tenant again", signup.tenant)
         await context.store.delete_tenant(signup.tenant)
         raise
+    return tenant
 
 
 async def complete_paid_signup(

@@ -11,6 +11,13 @@ from .conftest import unique_name
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
+@pytest.fixture(autouse=True)
+def forget_cookies(api):
+    """The session's client is shared, so the session cookie of one test must not reach the next."""
+    yield
+    api.http.cookies.clear()
+
+
 def form_token(html: str) -> str:
     match = re.search(r'name="csrf" value="([^"]+)"', html)
     assert match, "page has no CSRF field"

@@ -44,6 +44,9 @@ ACTOR = "stripe"
 ACTIVE_STATUSES = frozenset({"active", "trialing"})
 DELINQUENT_STATUSES = frozenset({"past_due", "unpaid"})
 ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
+HANDLED_TYPES = frozenset({
+    "checkout.session.completed", "checkout.session.async_payment_succeeded", "invoice.paid", "invoice.payment_failed",
+})
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,18 @@ async def process_event(context: AppContext, event: dict[str, Any]) -> WebhookOu
     """Apply one verified event exactly once and return what happened."""
     event_id, event_type = event["id"], event["type"]
     created = int(event.get("created") or 0)
+    handled = event_type in HANDLED_TYPES or event_type.startswith("customer.subscription.")
     async with context.sessions() as session, session.begin():
         inserted = await session.scalar(
             insert(StripeEvent)
-            .values(id=event_id, type=event_type, created=created, outcome="processing")
+            .values(id=event_id, type=event_type, created=created, outcome="processing" if handled else "ignored")
             .on_conflict_do_nothing(index_elements=[StripeEvent.id])
             .returning(StripeEvent.id)
         )
         if inserted is None:
             outcome = "duplicate"
+        elif not handled:
+            outcome = "ignored"
         else:
             outcome = await _apply(context, session, event)
             await session.execute(update(StripeEvent).where(StripeEvent.id == event_id).values(outcome=outcome))

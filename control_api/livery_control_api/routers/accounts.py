@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import logging
+
 from fastapi import APIRouter, Form, Query, Request, Response
 from sqlalchemy import select
+
+from livery.store.base import StoreError
 
 from ..dependencies import Context, CurrentCaller, Session, current_account, utcnow
 from ..errors import InvalidInput, TooManyRequests, Unauthorized
@@ -14,6 +18,8 @@ from ..security import issue_token, read_token, token_digest
 from ..signup import check_tenant_name, sign_up
 from ..tables import Account, EmailVerificationToken, Membership
 from ..views import status_view
+
+logger = logging.getLogger("livery.control_api.accounts")
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -39,11 +45,13 @@ async def signup(body: SignupRequest, context: Context, session: Session, respon
         response.status_code = 200
 
     status = None
-    if result.signup.state == "complete":
+    if result.tenant is not None:
+        status = status_view(result.tenant)
+    elif result.signup.state == "complete":
         try:
             status = status_view(await context.store.get_tenant(result.signup.tenant))
-        except Exception:  # the Tenant exists; a failed status read must not fail the signup response
-            status = None
+        except StoreError as exc:  # the Tenant exists; a failed status read must not fail the signup response
+            logger.warning("status of new tenant %s unreadable: %s", result.signup.tenant, exc)
     return SignupResponse(
         tenant=result.signup.tenant,
         state="provisioning" if result.signup.state == "complete" else "pending_payment",

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from ..dependencies import Context, CurrentCaller, Session, TenantName, authorize, utcnow
+from ..dependencies import Context, CurrentCaller, EmailAddress, KeyId, Session, TenantName, authorize, utcnow
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..permissions import Permission, may_grant
 from ..schemas import (
@@ -97,7 +97,7 @@ async def accept_invitation(body: AcceptInvitationRequest, context: Context, ses
 
 
 @router.delete("/tenants/{name}/members/{email}", status_code=204)
-async def remove_member(name: TenantName, email: str, caller: CurrentCaller, session: Session) -> Response:
+async def remove_member(name: TenantName, email: EmailAddress, caller: CurrentCaller, session: Session) -> Response:
     """Remove a member; the owner cannot be removed."""
     await authorize(session, caller, name, Permission.MANAGE_MEMBERS)
     membership = await session.scalar(
@@ -144,7 +144,7 @@ async def create_api_key(
 
 
 @router.delete("/tenants/{name}/api-keys/{key_id}", status_code=204)
-async def revoke_api_key(name: TenantName, key_id: str, caller: CurrentCaller, session: Session) -> Response:
+async def revoke_api_key(name: TenantName, key_id: KeyId, caller: CurrentCaller, session: Session) -> Response:
     """Revoke an API key; requests with it fail from now on."""
     await authorize(session, caller, name, Permission.MANAGE_API_KEYS)
     key = await session.get(ApiKey, key_id)

@@ -11,7 +11,7 @@ from livery.models.tenant import Branding
 
 from ..audit import record_audit
 from ..billing.provider import BillingError, BillingNotConfigured
-from ..dependencies import Context, CurrentCaller, Session, TenantName, authorize
+from ..dependencies import Context, CurrentCaller, DomainName, Session, TenantName, authorize
 from ..domains import list_domains, remove_domain, request_domain, verify_domain
 from ..errors import Conflict, InvalidInput, PaymentRequired, Unavailable
 from ..logos import store_logo
@@ -90,14 +90,14 @@ async def add_domain(
 
 
 @router.post("/tenants/{name}/domains/{domain}/verify", response_model=DomainView)
-async def verify(name: TenantName, domain: str, caller: CurrentCaller, context: Context, session: Session) -> DomainView:
+async def verify(name: TenantName, domain: DomainName, caller: CurrentCaller, context: Context, session: Session) -> DomainView:
     """Check the domain's TXT record and, when it matches, serve the tenant at the domain."""
     await authorize(session, caller, name, Permission.MANAGE_DOMAINS)
     return await verify_domain(context, session, name, domain)
 
 
 @router.delete("/tenants/{name}/domains/{domain}", status_code=204)
-async def delete_domain(name: TenantName, domain: str, caller: CurrentCaller, context: Context, session: Session) -> Response:
+async def delete_domain(name: TenantName, domain: DomainName, caller: CurrentCaller, context: Context, session: Session) -> Response:
     """Stop serving the tenant at a custom domain, or drop a pending one."""
     await authorize(session, caller, name, Permission.MANAGE_DOMAINS)
     await remove_domain(context, session, name, domain)
