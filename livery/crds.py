@@ -37,8 +37,8 @@ def _quoted_list(values: tuple[str, ...]) -> str:
 
 
 # Rules on the whole object. `self.metadata.name` is readable from root-level rules.
-# They set no `fieldPath`: the API server accepts only paths that the schema declares,
-# and the schema may not describe `metadata` beyond its type.
+# They set no `fieldPath`, because the API server accepts only paths that the schema
+# declares, and this schema leaves `metadata` to the API server's own validation.
 TENANT_NAME_RULES: list[dict[str, str]] = [
     {
         "rule": (
