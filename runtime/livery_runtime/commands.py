@@ -141,6 +141,8 @@ def as_manifest(view: dict[str, Any]) -> dict[str, Any]:
     spec = view.get("spec") or {
         key: view[key] for key in ("displayName", "plan", "suspended") if view.get(key) is not None
     }
+    if view.get("owner") and "owner" not in spec:
+        spec["owner"] = {"email": view["owner"]}
     status = view.get("status") or {key: view[key] for key in ("phase", "url") if view.get(key) is not None}
     manifest: dict[str, Any] = {
         "apiVersion": "livery.dev/v1alpha1",
@@ -171,8 +173,8 @@ def tenant_row(tenant: dict[str, Any]) -> list[str]:
     return [
         tenant.get("metadata", {}).get("name", ""),
         str(spec.get("plan", "")),
-        str(status.get("isolation") or spec.get("isolation") or ""),
         str(status.get("phase") or "Pending"),
+        str((spec.get("owner") or {}).get("email") or ""),
         str(status.get("url") or ""),
     ]
 
@@ -212,7 +214,7 @@ def get(
         typer.echo(render(resources, output))
         return
     if resource is Resource.tenants:
-        rows = [["NAME", "PLAN", "ISOLATION", "PHASE", "URL"]] + [tenant_row(tenant) for tenant in resources]
+        rows = [["NAME", "PLAN", "PHASE", "OWNER", "URL"]] + [tenant_row(tenant) for tenant in resources]
     else:
         rows = [["NAME", "DISPLAY NAME", "ISOLATION", "USERS", "PRICE/MONTH"]] + [plan_row(plan) for plan in resources]
     if len(rows) == 1:

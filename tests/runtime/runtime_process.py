@@ -107,9 +107,11 @@ class RuntimeProcess:
         self.process.kill()
         self.process.wait(10)
 
-    def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, check: bool = False, data_dir: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run `livery ARGS --data-dir DIR`; `data_dir=False` leaves the option out, for offline commands."""
+        options = ("--data-dir", str(self.data_dir)) if data_dir else ()
         result = subprocess.run(
-            livery_command(*args, "--data-dir", str(self.data_dir)),
+            livery_command(*args, *options),
             env=self.environment,
             cwd=REPO_ROOT,
             capture_output=True,
