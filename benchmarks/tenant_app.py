@@ -7,11 +7,11 @@ provisioner on the embedded PostgreSQL (or the server in
 `LIVERY_BENCH_DATABASE_URL`), gives each 10,000 products, and fills the shared
 tables with 100 tenants of 10,000 products each. Then, in one process:
 
-1. the app of each mode answers `GET /api/v1/products` (20 a page, API key)
+1. the app of each mode serves `GET /api/v1/products` (20 a page, API key)
    and `GET /store` (24 a page), called in-process through httpx's ASGI
    transport, so the app runs on one core and the client adds no network
-   hop; modes alternate in rounds and the figures are per-request medians and
-   99th percentiles;
+   hop. Modes alternate in rounds, and the figures are per-request medians
+   and 99th percentiles;
 2. in shared mode, the list query runs as the tenant's role under row-level
    security and as a role that bypasses it with `WHERE tenant_id = ...` in
    the query, alternating in rounds, each in its own transaction that sets
@@ -154,7 +154,7 @@ class MeasuredApp:
             response = await self.client.get(path, headers=headers)
             latencies.append(time.perf_counter() - started)
             if response.status_code != 200:
-                raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:200]}")
+                raise RuntimeError(f"{path} returned {response.status_code}: {response.text[:200]}")
         return latencies
 
 

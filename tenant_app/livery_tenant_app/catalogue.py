@@ -6,10 +6,17 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from livery.tenant_schema import CURRENT_TENANT_SQL
+
 from .db.models import PRODUCT_SEARCH_CONFIG, Product
+
+# The transaction's tenant. Listing queries compare `tenant_id` with it in every mode: row-level
+# security already does in shared mode, and elsewhere it lets PostgreSQL walk the
+# (tenant_id, created_at, id) index in order instead of sorting the whole table.
+CURRENT_TENANT = literal_column(CURRENT_TENANT_SQL)
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -33,7 +40,7 @@ def parse_id(value: str) -> uuid.UUID | None:
 
 async def list_products(db: AsyncSession, query: str | None, page: int, per_page: int) -> ProductPage:
     """Return one page of products, newest first, matching `query` by full-text search when given."""
-    statement = select(Product)
+    statement = select(Product).where(Product.tenant_id == CURRENT_TENANT)
     if query:
         statement = statement.where(
             Product.search.bool_op("@@")(func.websearch_to_tsquery(PRODUCT_SEARCH_CONFIG, query))

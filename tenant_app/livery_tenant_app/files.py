@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from livery.naming import storage_prefix
 from livery.storage import InvalidKeyError, check_key
 
-from .catalogue import parse_id
+from .catalogue import CURRENT_TENANT, parse_id
 from .db.models import StoredFile
 from .errors import AppError
 
@@ -162,7 +162,7 @@ class FileService:
             logger.warning("tenant %s: could not remove orphaned object %s: %s", self.tenant, key, exc)
 
     async def list(self, db: AsyncSession, page: int, per_page: int, path_prefix: str | None) -> FilePage:
-        statement = select(StoredFile)
+        statement = select(StoredFile).where(StoredFile.tenant_id == CURRENT_TENANT)
         if path_prefix:
             check_relative_path(path_prefix.rstrip("/") or path_prefix, "prefix")
             escaped = (self.prefix + path_prefix).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
