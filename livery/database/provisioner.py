@@ -34,7 +34,7 @@ from psycopg import sql
 
 from livery import naming
 from livery.models.rules import TENANT_NAME_MAX, TENANT_NAME_PATTERN
-from livery.tenant_schema import SHARED_OWNER_ROLE, apply_migrations
+from livery.tenant_schema import HEAD_REVISION, SHARED_OWNER_ROLE, VERSION_TABLE, apply_migrations
 
 from . import statements
 from .errors import DatabaseError
@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 # Two keys are taken, always in this order: the tenant's (a prefixed tenant name),
 # so that calls for one tenant run one at a time, then a shared database's.
 LOCK_SQL = "SELECT pg_advisory_lock(hashtextextended('livery.database:' || %s, 0))"
+UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('livery.database:' || %s, 0))"
 TENANT_LOCK_PREFIX = "tenant:"
 
 
@@ -84,26 +85,26 @@ class DatabaseProvisioner:
         check_request(tenant, isolation)
         if not password:
             raise DatabaseError("the tenant's database password is empty", temporary=False, reason="InvalidPassword")
-        async with self._serialized(TENANT_LOCK_PREFIX + tenant):
+        async with self._connect() as admin, advisory_lock(admin, TENANT_LOCK_PREFIX + tenant):
             if isolation == "database":
-                info = await self._ensure_database_mode(tenant, password)
+                info = await self._ensure_database_mode(admin, tenant, password)
             elif isolation == "schema":
-                info = await self._ensure_schema_mode(tenant, password)
+                info = await self._ensure_schema_mode(admin, tenant, password)
             else:
-                info = await self._ensure_shared_mode(tenant, password)
+                info = await self._ensure_shared_mode(admin, tenant, password)
         logger.info("database ready for tenant %s (%s mode, database %s)", tenant, isolation, info.database)
         return info
 
     async def drop_database(self, tenant: str, isolation: str) -> None:
         """Remove the tenant's data and role: its database, its schema or its rows. Missing parts are skipped."""
         check_request(tenant, isolation)
-        async with self._serialized(TENANT_LOCK_PREFIX + tenant):
+        async with self._connect() as admin, advisory_lock(admin, TENANT_LOCK_PREFIX + tenant):
             if isolation == "database":
-                await self._drop_database_mode(tenant)
+                await self._drop_database_mode(admin, tenant)
             elif isolation == "schema":
-                await self._drop_schema_mode(tenant)
+                await self._drop_schema_mode(admin, tenant)
             else:
-                await self._drop_shared_mode(tenant)
+                await self._drop_shared_mode(admin, tenant)
         logger.info("database dropped for tenant %s (%s mode)", tenant, isolation)
 
     async def database_exists(self, tenant: str, isolation: str) -> bool:
@@ -145,111 +146,108 @@ class DatabaseProvisioner:
 
     # Database mode.
 
-    async def _ensure_database_mode(self, tenant: str, password: str) -> DatabaseInfo:
+    async def _ensure_database_mode(self, admin: psycopg.AsyncConnection, tenant: str, password: str) -> DatabaseInfo:
         identifier = naming.postgres_identifier(tenant)
-        async with self._connect() as connection:
-            await statements.ensure_login_role(connection, identifier, password)
-            await statements.ensure_database(connection, identifier, owner=identifier)
-            await statements.restrict_connect(connection, identifier, identifier)
-        await self._migrate(identifier, "database", None, owner_role=identifier)
+        await statements.ensure_login_role(admin, identifier, password)
+        await statements.ensure_database(admin, identifier, owner=identifier)
+        await statements.restrict_connect(admin, identifier, identifier)
+        async with self._connect(identifier) as connection:
+            await self._migrate(connection, "database", None, owner_role=identifier)
         return self._info(tenant, "database", identifier, None, password)
 
-    async def _drop_database_mode(self, tenant: str) -> None:
+    async def _drop_database_mode(self, admin: psycopg.AsyncConnection, tenant: str) -> None:
         identifier = naming.postgres_identifier(tenant)
-        async with self._connect() as connection:
-            if await statements.role_exists(connection, identifier):
-                await statements.disable_login(connection, identifier)
-            await connection.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(identifier))
-            )
-            await statements.drop_role(connection, identifier)
+        if await statements.role_exists(admin, identifier):
+            await statements.disable_login(admin, identifier)
+        await admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(identifier)))
+        await statements.drop_role(admin, identifier)
 
     # Schema mode.
 
-    async def _ensure_schema_mode(self, tenant: str, password: str) -> DatabaseInfo:
+    async def _ensure_schema_mode(self, admin: psycopg.AsyncConnection, tenant: str, password: str) -> DatabaseInfo:
         identifier = naming.postgres_identifier(tenant)
         database = naming.SCHEMA_DATABASE
-        async with self._serialized(database), self._connect() as connection:
-            await statements.ensure_database(connection, database)
-            await statements.restrict_connect(connection, database)
-            await statements.ensure_login_role(connection, identifier, password)
-            await connection.execute(
-                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), sql.Identifier(identifier))
-            )
-            await statements.pin_search_path(connection, identifier, database, identifier)
-            async with self._connect(database) as tenants_connection:
-                await tenants_connection.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-                await statements.ensure_schema(tenants_connection, identifier, owner=identifier)
-        await self._migrate(database, "schema", identifier, owner_role=identifier)
+        async with advisory_lock(admin, database):
+            await statements.ensure_login_role(admin, identifier, password)
+            await statements.ensure_database(admin, database)
+            await statements.restrict_connect(admin, database, identifier)
+            await statements.pin_search_path(admin, identifier, database, identifier)
+            async with self._connect(database) as connection:
+                await connection.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+                await statements.ensure_schema(connection, identifier, owner=identifier)
+        async with self._connect(database) as connection:
+            await self._migrate(connection, "schema", identifier, owner_role=identifier)
         return self._info(tenant, "schema", database, identifier, password)
 
-    async def _drop_schema_mode(self, tenant: str) -> None:
+    async def _drop_schema_mode(self, admin: psycopg.AsyncConnection, tenant: str) -> None:
         schema = sql.Identifier(naming.postgres_identifier(tenant))
 
         async def drop_schema(connection: psycopg.AsyncConnection) -> None:
             await connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
 
-        await self._drop_from_shared_database(tenant, naming.SCHEMA_DATABASE, drop_schema)
+        await self._drop_from_shared_database(admin, tenant, naming.SCHEMA_DATABASE, drop_schema)
 
     # Shared mode.
 
-    async def _ensure_shared_mode(self, tenant: str, password: str) -> DatabaseInfo:
+    async def _ensure_shared_mode(self, admin: psycopg.AsyncConnection, tenant: str, password: str) -> DatabaseInfo:
         identifier = naming.postgres_identifier(tenant)
         database = naming.SHARED_DATABASE
-        async with self._serialized(database), self._connect() as connection:
-            await statements.ensure_group_role(connection, SHARED_OWNER_ROLE)
-            await statements.ensure_group_role(connection, naming.SHARED_APP_ROLE)
-            await statements.ensure_database(connection, database)
-            await statements.restrict_connect(connection, database, naming.SHARED_APP_ROLE)
-            await statements.ensure_login_role(connection, identifier, password)
-            await statements.grant_membership(connection, naming.SHARED_APP_ROLE, identifier)
-            async with self._connect(database) as shared_connection:
-                await prepare_shared_public_schema(shared_connection)
-        await self._migrate(database, "shared", None, owner_role=SHARED_OWNER_ROLE)
+        async with advisory_lock(admin, database):
+            await statements.ensure_group_role(admin, SHARED_OWNER_ROLE)
+            await statements.ensure_group_role(admin, naming.SHARED_APP_ROLE)
+            await statements.ensure_database(admin, database)
+            await statements.restrict_connect(admin, database, naming.SHARED_APP_ROLE)
+            await statements.ensure_login_role(admin, identifier, password)
+            await statements.grant_membership(admin, naming.SHARED_APP_ROLE, identifier)
+            async with self._connect(database) as connection:
+                await prepare_shared_public_schema(connection)
+                # Migrating while the lock is held keeps a second tenant from
+                # waiting on the advisory lock inside the migration instead.
+                await self._migrate(connection, "shared", None, owner_role=SHARED_OWNER_ROLE)
         return self._info(tenant, "shared", database, None, password)
 
-    async def _drop_shared_mode(self, tenant: str) -> None:
+    async def _drop_shared_mode(self, admin: psycopg.AsyncConnection, tenant: str) -> None:
         async def delete_rows(connection: psycopg.AsyncConnection) -> None:
             await delete_tenant_rows(connection, tenant)
 
-        await self._drop_from_shared_database(tenant, naming.SHARED_DATABASE, delete_rows)
+        await self._drop_from_shared_database(admin, tenant, naming.SHARED_DATABASE, delete_rows)
 
     async def _drop_from_shared_database(
-        self, tenant: str, database: str, remove_data: Callable[[psycopg.AsyncConnection], Awaitable[None]]
+        self,
+        admin: psycopg.AsyncConnection,
+        tenant: str,
+        database: str,
+        remove_data: Callable[[psycopg.AsyncConnection], Awaitable[None]],
     ) -> None:
         """Lock the tenant's role out, run `remove_data` in `database`, then drop the role and its grants."""
         identifier = naming.postgres_identifier(tenant)
-        async with self._serialized(database):
-            await self._drop_from_shared_database_locked(identifier, database, remove_data)
-
-    async def _drop_from_shared_database_locked(
-        self, identifier: str, database: str, remove_data: Callable[[psycopg.AsyncConnection], Awaitable[None]]
-    ) -> None:
-        async with self._connect() as connection:
-            role_exists = await statements.role_exists(connection, identifier)
+        async with advisory_lock(admin, database):
+            role_exists = await statements.role_exists(admin, identifier)
             if role_exists:
-                await statements.disable_login(connection, identifier)
-            database_exists = await statements.database_exists(connection, database)
+                await statements.disable_login(admin, identifier)
 
-        if database_exists:
-            async with self._connect(database) as connection:
-                await remove_data(connection)
-                if role_exists:
-                    # Also revokes the role's grants on shared objects such as CONNECT on the database.
-                    await connection.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(identifier)))
+            if await statements.database_exists(admin, database):
+                async with self._connect(database) as connection:
+                    await remove_data(connection)
+                    if role_exists:
+                        # Also revokes the role's grants on shared objects such as CONNECT on the database.
+                        await connection.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(identifier)))
 
-        if role_exists:
-            async with self._connect() as connection:
-                await statements.drop_role(connection, identifier)
+            if role_exists:
+                await statements.drop_role(admin, identifier)
 
     # Helpers.
 
-    async def _migrate(self, database: str, isolation: Isolation, schema: str | None, *, owner_role: str) -> None:
+    async def _migrate(
+        self, connection: psycopg.AsyncConnection, isolation: Isolation, schema: str | None, *, owner_role: str
+    ) -> None:
+        """Apply the tenant schema migrations unless `connection`'s database is already at head."""
+        if await schema_revision(connection, schema) == HEAD_REVISION:
+            return
+        database = connection.info.dbname
         url = render(self._url.set(database=database))
         try:
             await asyncio.to_thread(apply_migrations, url, isolation, schema, owner_role=owner_role)
-        except DatabaseError:
-            raise
         except Exception as exc:
             raise DatabaseError(
                 f"migrating the tenant tables in database {database} failed: {type(exc).__name__}: {safe_message(exc)}",
@@ -260,20 +258,6 @@ class DatabaseProvisioner:
         role = naming.postgres_identifier(tenant)
         app_url = render(self._url.set(username=role, password=password, database=database))
         return DatabaseInfo(tenant, isolation, database, role, schema, app_url)
-
-    @asynccontextmanager
-    async def _serialized(self, key: str) -> AsyncIterator[None]:
-        """Hold an advisory lock on `key` (a tenant or a shared database) while the block runs.
-
-        GRANT and REVOKE on one database or schema, and ALTER ROLE on one role,
-        rewrite the same catalog row. Two provisioners doing so at once fail
-        with "tuple concurrently updated". The lock lives in the admin
-        connection's database, so it serialises every provisioner that uses
-        the same admin database.
-        """
-        async with self._connect() as connection:
-            await connection.execute(LOCK_SQL, (key,))
-            yield
 
     @asynccontextmanager
     async def _connect(self, database: str | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -296,6 +280,36 @@ class DatabaseProvisioner:
             raise DatabaseError(
                 f"a statement on the tenant database server failed: {safe_message(exc)}", temporary=True, reason="DatabaseError"
             ) from exc
+
+
+@asynccontextmanager
+async def advisory_lock(connection: psycopg.AsyncConnection, key: str) -> AsyncIterator[None]:
+    """Hold a session-level advisory lock on `key` (a tenant or a shared database) on `connection`.
+
+    GRANT and REVOKE on one database or schema, and ALTER ROLE on one role,
+    rewrite the same catalog row. Two provisioners doing so at once fail with
+    "tuple concurrently updated", so they take turns. Advisory locks are
+    scoped to the connection's database, so this serialises every provisioner
+    whose admin URL names the same database. Closing the connection releases
+    the lock, so a crash never leaves it held.
+    """
+    await connection.execute(LOCK_SQL, (key,))
+    try:
+        yield
+    finally:
+        if not connection.closed:
+            await connection.execute(UNLOCK_SQL, (key,))
+
+
+async def schema_revision(connection: psycopg.AsyncConnection, schema: str | None) -> str | None:
+    """Return the tenant schema's Alembic revision in the connected database, or None before the first migration."""
+    table = sql.Identifier(schema or "public", VERSION_TABLE)
+    cursor = await connection.execute("SELECT to_regclass(%s)", (table.as_string(connection),))
+    if (await cursor.fetchone())[0] is None:
+        return None
+    cursor = await connection.execute(sql.SQL("SELECT version_num FROM {}").format(table))
+    row = await cursor.fetchone()
+    return row[0] if row else None
 
 
 async def prepare_shared_public_schema(connection: psycopg.AsyncConnection) -> None:
