@@ -8,6 +8,7 @@ from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from livery.naming import storage_prefix
+from livery.storage import StorageError, open_storage
 
 from .context import AppContext
 from .errors import InvalidInput, Unavailable
@@ -24,13 +25,12 @@ LOGO_FORMATS = {
 
 
 def _open_storage(context: AppContext):
-    try:
-        from livery.storage import open_storage
-    except ImportError:
-        raise Unavailable("file storage is not available in this build, so logos cannot be uploaded") from None
     settings = context.settings
     files_dir = Path(settings.files_dir) if settings.files_dir else None
-    return open_storage(settings.s3_bucket, settings.s3_endpoint_url, files_dir)
+    try:
+        return open_storage(settings.s3_bucket, settings.s3_endpoint_url, files_dir)
+    except StorageError as exc:
+        raise Unavailable(f"logo uploads need file storage: {exc}") from None
 
 
 async def store_logo(context: AppContext, tenant: str, upload: UploadFile) -> str:
@@ -52,5 +52,8 @@ async def store_logo(context: AppContext, tenant: str, upload: UploadFile) -> st
 
     file_name = f"logo.{extension}"
     storage = _open_storage(context)
-    await run_in_threadpool(storage.put_bytes, f"{storage_prefix(tenant)}branding/{file_name}", data, content_type)
+    try:
+        await run_in_threadpool(storage.put_bytes, f"{storage_prefix(tenant)}branding/{file_name}", data, content_type)
+    except StorageError as exc:
+        raise Unavailable(f"storing the logo failed: {exc}") from None
     return f"/branding/{file_name}"

@@ -195,9 +195,15 @@ async def running_api(settings: ControlApiSettings, store: ResourceStore, billin
 
 
 @pytest.fixture(scope="session")
-async def api(control_database: str, local_store: ResourceStore) -> AsyncIterator[ApiClient]:
-    """The control API with billing `none` and the local store."""
-    async with running_api(api_settings(control_database), local_store, NoBilling()) as client:
+def files_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("files")
+
+
+@pytest.fixture(scope="session")
+async def api(control_database: str, local_store: ResourceStore, files_dir: Path) -> AsyncIterator[ApiClient]:
+    """The control API with billing `none`, the local store and local file storage."""
+    settings = api_settings(control_database, files_dir=str(files_dir))
+    async with running_api(settings, local_store, NoBilling()) as client:
         yield client
 
 

@@ -114,3 +114,22 @@ async def test_signin_page_starts_session(api):
 
     assert response.status_code == 303
     assert "livery_session" in response.cookies
+
+
+async def test_invitation_page_joins_team(api):
+    owner_tenant, csrf = await signed_up_console(api)
+    email = f"{unique_name()}@example.com"
+    invited = await api.http.post(f"/console/{owner_tenant}/members", data={"csrf": csrf, "email": email, "role": "member"})
+    assert invited.status_code == 303
+    link = api.mailer.last_link(email)
+    api.http.cookies.clear()
+    page = await api.http.get(link.replace("http://127.0.0.1:8000", ""))
+
+    response = await api.http.post("/invitations/accept", data={
+        "csrf": form_token(page.text), "token": link.split("token=", 1)[1], "password": "member password 1",
+    })
+
+    assert response.status_code == 303
+    console = await api.http.get(f"/console/{owner_tenant}")
+    assert console.status_code == 200
+    assert "you are member" in console.text

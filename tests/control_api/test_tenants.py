@@ -366,3 +366,44 @@ async def test_health_and_readiness(api):
     assert metrics.status_code == 200
     assert "livery_signups_total" in metrics.text
     assert "livery_http_request_duration_seconds" in metrics.text
+
+
+async def test_email_verification_token_works_once(api):
+    _, tenant, email = await api.signup()
+    token = api.mailer.last_link(email).split("token=", 1)[1]
+
+    first = await api.http.post("/v1/auth/verify-email", data={"token": token})
+    second = await api.http.post("/v1/auth/verify-email", data={"token": token})
+    me = await api.http.get("/v1/me", headers={"Authorization": f"Bearer {await api.token(email)}"})
+
+    assert first.status_code == 204
+    assert second.status_code == 422
+    assert me.json()["emailVerified"] is True
+
+
+PNG_HEADER = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+
+async def test_logo_upload_stores_file(api, files_dir):
+    tenant, owner = await api.owner()
+
+    response = await api.http.post(
+        f"/v1/tenants/{tenant}/branding/logo", files={"file": ("logo.png", PNG_HEADER, "image/png")}, headers=owner
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["branding"]["logoUrl"] == "/branding/logo.png"
+    from livery.storage import open_storage
+
+    assert open_storage(None, None, files_dir).get_bytes(f"tenants/{tenant}/branding/logo.png") == PNG_HEADER
+
+
+async def test_logo_with_wrong_content_is_rejected(api):
+    tenant, owner = await api.owner()
+
+    response = await api.http.post(
+        f"/v1/tenants/{tenant}/branding/logo", files={"file": ("logo.png", b"<html>", "image/png")}, headers=owner
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "file"

@@ -350,3 +350,30 @@ async def verify_email_page(request: Request, context: Context, session: Session
         account.email_verified_at = utcnow()
     await session.commit()
     return _render(request, context, "message.html", title="Email confirmed", message="Your email address is confirmed.")
+
+
+@router.get("/invitations/accept", response_class=HTMLResponse)
+async def invitation_page(request: Request, context: Context) -> Response:
+    return _render(request, context, "invitation.html", token=request.query_params.get("token", ""), errors={})
+
+
+@router.post("/invitations/accept", response_class=HTMLResponse)
+async def invitation_submit(request: Request, context: Context, session: Session) -> Response:
+    from ..schemas import AcceptInvitationRequest
+    from .team import accept_invitation
+
+    form = await request.form()
+    token = str(form.get("token", ""))
+    if not _form_is_authentic(request, context, form.get("csrf")):
+        return _render(request, context, "invitation.html", 400, token=token, errors={"form": "The form expired; submit it again."})
+    try:
+        body = AcceptInvitationRequest(token=token, password=str(form.get("password", "")))
+        member = await accept_invitation(body, context, session)
+    except ValidationError as exc:
+        return _render(request, context, "invitation.html", 422, token=token, errors={"password": format_validation_error(exc)[0]})
+    except ApiError as exc:
+        return _render(request, context, "invitation.html", exc.status_code, token=token, errors={exc.field or "form": exc.message})
+    account = await session.scalar(select(Account).where(Account.email == member.email))
+    response = _redirect("/console")
+    _start_session(context, response, account)
+    return response
