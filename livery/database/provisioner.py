@@ -16,6 +16,11 @@ The three isolation modes:
   `livery_shared_owner`; a LOGIN role per tenant that owns nothing and is a
   member of the NOLOGIN group `livery_shared_app`, which has only DML grants;
   row-level security is enabled and forced on every table.
+
+NOTE: tenant roles can still connect to databases that grant CONNECT to
+PUBLIC (such as `postgres`) and read the system catalogs there, which list
+other databases and role names. Revoke CONNECT on those databases from PUBLIC
+on servers that host tenants.
 """
 
 from __future__ import annotations

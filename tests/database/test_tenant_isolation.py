@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -10,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.engine import make_url
 
 from livery.tenant_schema import PRODUCT_SEARCH_CONFIG
-from livery_tenant_app.db import Product, TenantContext, TenantDatabase, User
+from livery_tenant_app.db import ApiKey, LoginLinkUse, Product, TenantContext, TenantDatabase, User
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -315,3 +317,34 @@ async def test_schema_revision_is_head(provision_tenant, isolation):
         await database.dispose()
 
     assert revision == HEAD_REVISION
+
+
+async def test_login_link_jti_accepted_once(provision_tenant):
+    info = await provision_tenant("shared")
+    database = tenant_database(info)
+    expires = datetime.now(timezone.utc) + timedelta(minutes=5)
+    try:
+        async with database.session() as session:
+            session.add(LoginLinkUse(jti="link-1", expires_at=expires))
+        with pytest.raises(IntegrityError):
+            async with database.session() as session:
+                session.add(LoginLinkUse(jti="link-1", expires_at=expires))
+    finally:
+        await database.dispose()
+
+
+async def test_reference_to_other_tenant_user_rejected(shared_pair):
+    acme, globex = shared_pair
+    acme_db, globex_db = tenant_database(acme), tenant_database(globex)
+    try:
+        async with globex_db.session() as session:
+            bob = User(email="bob@globex.test")
+            session.add(bob)
+        with pytest.raises(IntegrityError) as raised:
+            async with acme_db.session() as session:
+                session.add(ApiKey(user_id=bob.id, name="stolen", prefix="abcdef123456", key_hash="0" * 64))
+    finally:
+        await acme_db.dispose()
+        await globex_db.dispose()
+
+    assert "fk_api_keys_tenant_id_user_id" in str(raised.value.orig)
