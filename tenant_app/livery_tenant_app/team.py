@@ -105,6 +105,7 @@ async def accept_invitation(db: AsyncSession, invitation: Invitation, name: str,
 
 
 async def create_password_reset(db: AsyncSession, user: User) -> str:
+    # NOTE: the app sends no email, so an owner or admin creates the link on the team page and hands it over.
     token, token_hash = new_secret_token()
     db.add(
         PasswordResetToken(

@@ -54,6 +54,7 @@ async def login_form(
     email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=1024)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
+    # NOTE: failed sign-ins are logged but not throttled per account or client; only /api/ is rate limited.
     user = await find_user_by_email(db, email.strip())
     if user is None or not user.is_active or not verify_password(user.password_hash, password):
         logger.info("tenant %s: failed sign-in", config.config.tenant)
