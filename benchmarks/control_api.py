@@ -3,9 +3,10 @@
     python -m benchmarks control_api
 
 It creates a scratch control database on the server in
-`LIVERY_BENCH_DATABASE_URL` (else an embedded `pgserver` one), loads the
-bundled plans into the local store, and starts `uvicorn` with one worker in a
-separate process, so the load generator does not share its interpreter. Then:
+`LIVERY_BENCH_DATABASE_URL` (else an embedded `pgserver` one) and loads the
+bundled plans into the local store. Each load runs against `uvicorn` with one
+worker in a separate process, so the load generator does not share its
+interpreter. Then:
 
 1. times argon2id hashing alone at argon2-cffi's defaults (RFC 9106 low-memory profile);
 2. sends free-plan signups (billing `none`, local store) at a fixed concurrency,

@@ -49,7 +49,7 @@ Session = Annotated[AsyncSession, Depends(get_session)]
 
 @dataclass(frozen=True)
 class Caller:
-    """Who made the request. Exactly one of account, API key or admin applies."""
+    """The authenticated caller: an account, an API key or the platform admin."""
 
     kind: str  # "account", "api_key" or "admin"
     account_id: str | None = None

@@ -25,7 +25,7 @@ Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX
 
 
 class SignupRequest(ApiModel):
-    # Checked by the signup itself, which tells invalid, reserved and taken names apart.
+    # Checked by the signup itself, which distinguishes invalid, reserved and taken names.
     tenant: Annotated[str, Field(max_length=63, pattern=r"^[^\x00]*$", description="Tenant name; becomes <name>.<base domain>.")]
     display_name: Annotated[str, DISPLAY_NAME]
     email: Annotated[str, EMAIL]

@@ -155,7 +155,7 @@ class KubernetesStore(ResourceStore):
         result = await self._apply_or_create(plural, name, body, field_manager, exists)
         if result is None:
             # kubernetes-client 37 decodes only 200 responses of a patch; an apply that
-            # creates the object answers 201, so read the stored object back.
+            # creates the object returns 201, so read the stored object back.
             result = await self._read_raw(plural, name)
         if result is None:
             raise StoreError(f"apply {plural}/{name} succeeded but the object cannot be read back")
@@ -178,7 +178,7 @@ class KubernetesStore(ResourceStore):
             )
         except ApiException as exc:
             # A real API server creates the object on apply. An API server without
-            # server-side apply answers 404 for a new object, so create it instead.
+            # server-side apply returns 404 for a new object, so create it instead.
             if exc.status != 404 or exists:
                 raise _store_error(exc, f"apply {plural}/{name}") from None
         try:

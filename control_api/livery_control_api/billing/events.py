@@ -100,7 +100,7 @@ async def _advance_watermark(session: AsyncSession, key: str, object_type: str, 
     created = int(event.get("created") or 0)
     row = await session.get(ObjectWatermark, key, with_for_update=True)
     if row is None:
-        # Two first events for one object race on this insert; the loser waits, then sees the row.
+        # Two first events for one object race on this insert; the loser waits, then reads the row.
         await session.execute(
             insert(ObjectWatermark)
             .values(object_id=key, object_type=object_type, watermark=created, event_id=event["id"])

@@ -1,8 +1,8 @@
 """Server-rendered pages: signup, sign-in and the tenant console.
 
 Every form works without JavaScript; the scripts only add the name check as
-the user types and the live branding preview. The session cookie holds an
-access token; each form carries a CSRF token derived from that cookie (or,
+the user types and the live branding preview. The session cookie contains an
+access token. Each form contains a CSRF token derived from that cookie (or,
 before sign-in, a random one that must match a cookie), so another site cannot
 submit forms with a signed-in browser.
 """

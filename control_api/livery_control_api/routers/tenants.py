@@ -120,6 +120,7 @@ async def checkout(
     await authorize(session, caller, name, Permission.BILLING)
     tenant = await load_tenant(context, name)
     plan = await load_plan(context, body.plan)
+
     if plan.spec.billing.stripe_price_id is None:
         raise InvalidInput(f"plan {plan.name!r} is free; ask for it through the billing portal or an admin", field="plan")
     if tenant.spec.plan == plan.name:
@@ -130,6 +131,7 @@ async def checkout(
             f"plan {plan.name!r} is below current usage: " + "; ".join(item.describe() for item in excess),
             field="plan", code="over_quota",
         )
+
     billing = await session.get(TenantBilling, name)
     base = context.settings.public_url.rstrip("/")
     try:
@@ -143,6 +145,7 @@ async def checkout(
         raise PaymentRequired(str(exc), field="plan") from None
     except BillingError as exc:
         raise Unavailable(f"payment could not be started: {exc}") from None
+
     record_audit(session, caller.actor, "billing.checkout_started", name, plan=plan.name)
     await session.commit()
     return UrlResponse(url=session_info.url)
