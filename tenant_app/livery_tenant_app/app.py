@@ -94,6 +94,7 @@ def create_app(
     app.state.files = FileService(storage, settings.tenant)
     app.state.metrics = metrics
     app.state.usage = usage_reporter
+    app.state.limiter_store = limiter_store
 
     install_error_handlers(app)
 

@@ -73,6 +73,15 @@ class RedisLimiterStore(LimiterStore):
         await self._redis.aclose()
 
 
+async def check_budget(store: LimiterStore, key: str, limit: int, now: float | None = None) -> int | None:
+    """Count one hit on `key`; return the seconds to wait when it passes `limit` this minute, else None."""
+    now = time.time() if now is None else now
+    window = int(now // WINDOW_SECONDS)
+    if await store.hit(key, window) <= limit:
+        return None
+    return max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
+
+
 class RateLimitMiddleware:
     """Reject API requests past the tenant's per-minute budget with 429 and Retry-After."""
 
@@ -97,11 +106,8 @@ class RateLimitMiddleware:
         loaded: LoadedConfig = scope["state"]["loaded_config"]
         limit = loaded.config.limits.api_requests_per_minute
         if limit is not None:
-            now = self.clock()
-            window = int(now // WINDOW_SECONDS)
-            count = await self.store.hit(loaded.config.tenant, window)
-            if count > limit:
-                retry_after = max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
+            retry_after = await check_budget(self.store, loaded.config.tenant, limit, self.clock())
+            if retry_after is not None:
                 self.metrics.rate_limited.inc()
                 await _too_many_requests(limit, retry_after)(scope, receive, send)
                 return

@@ -152,3 +152,19 @@ async def test_api_key_is_hashed_at_rest(tenant_pair) -> None:
     assert stored
     assert all(acme.api_key not in row.key_hash for row in stored)
     assert all(acme.api_key.split("_")[2] not in row.key_hash for row in stored)
+
+
+async def test_repeated_wrong_passwords_get_429(tenant_pair) -> None:
+    _, globex = tenant_pair
+    email = f"target-{uuid.uuid4().hex[:6]}@globex.example"
+    statuses = []
+
+    async with globex.anonymous_client() as browser:
+        csrf = await csrf_token_of(browser)
+        for _ in range(11):
+            response = await browser.post("/login", data={"csrf_token": csrf, "email": email, "password": "guess"})
+            statuses.append(response.status_code)
+
+    assert statuses[:10] == [401] * 10
+    assert statuses[10] == 429
+    assert int(response.headers["retry-after"]) >= 1

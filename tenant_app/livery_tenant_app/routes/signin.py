@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from ..auth import LoginLinkError, password_needs_rehash, hash_password, verify_login_token, verify_password
 from ..deps import Config, CsrfChecked, Db, auth_version, replace_session
 from ..errors import AppError
+from ..ratelimit import check_budget
 from ..rendering import render
 from ..security import Session
 from ..team import (
@@ -26,6 +27,9 @@ from ..team import (
 
 logger = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
+
+# Password attempts per account and minute, counted in the rate limiter's store.
+SIGN_IN_ATTEMPTS_PER_MINUTE = 10
 
 
 def _safe_next(target: str | None) -> str:
@@ -54,8 +58,16 @@ async def login_form(
     email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=1024)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    # NOTE: failed sign-ins are logged but not throttled per account or client; only /api/ is rate limited.
-    user = await find_user_by_email(db, email.strip())
+    email = email.strip().lower()
+    retry_after = await check_budget(
+        request.app.state.limiter_store, f"sign-in:{config.config.tenant}:{email}", SIGN_IN_ATTEMPTS_PER_MINUTE
+    )
+    if retry_after is not None:
+        logger.warning("tenant %s: sign-in attempts throttled for one account", config.config.tenant)
+        message = f"Too many sign-in attempts for this account; try again in {retry_after} s."
+        return render(request, "login.html", {"next": _safe_next(next), "error": message}, 429,
+                      headers={"retry-after": str(retry_after)})
+    user = await find_user_by_email(db, email)
     if user is None or not user.is_active or not verify_password(user.password_hash, password):
         logger.info("tenant %s: failed sign-in", config.config.tenant)
         return render(request, "login.html", {"next": _safe_next(next), "error": "Email or password is wrong."}, 401)
