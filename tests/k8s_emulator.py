@@ -28,6 +28,7 @@ A test makes the server fail a request with kmock's syntax, for example
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -162,8 +163,29 @@ class KubeCluster:
         return response.json()["items"]
 
     def create(self, resource: str, body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-        """Create an object as a client would, raising `httpx.HTTPStatusError` when the server rejects it."""
+        """Create an object as a client would, raising `httpx.HTTPStatusError` when the server rejects it.
+
+        The namespace defaults to the manifest's `metadata.namespace`.
+        """
+        namespace = namespace or body.get("metadata", {}).get("namespace")
         response = self._client().post(self.path(resource, namespace=namespace), json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def apply(self, resource: str, body: dict[str, Any], field_manager: str = "kubectl", force: bool = False) -> dict[str, Any]:
+        """Server-side apply a manifest as `kubectl apply --server-side` does, creating it if missing.
+
+        Raises `httpx.HTTPStatusError`, with 409 when another field manager owns a changed field
+        and `force` is false.
+        """
+        metadata = body.get("metadata", {})
+        params = {"fieldManager": field_manager, "force": "true" if force else "false"}
+        response = self._client().patch(
+            self.path(resource, metadata["name"], metadata.get("namespace")),
+            params=params,
+            content=json.dumps(body),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
         response.raise_for_status()
         return response.json()
 

@@ -8,7 +8,7 @@ import httpx
 import kubernetes
 import pytest
 import yaml
-from emulator_helpers import TENANTS, create_tenant
+from emulator_helpers import TENANTS, create_tenant, tenant_manifest
 from kubernetes.client import ApiException
 
 
@@ -125,3 +125,21 @@ def test_reset_drops_user_reactions(kube: Any, custom: kubernetes.client.CustomO
     create_tenant(custom, "acme")
 
     assert custom.get_cluster_custom_object(*TENANTS, "acme")["metadata"]["name"] == "acme"
+
+
+def test_create_takes_namespace_from_manifest(kube_clean: Any) -> None:
+    created = kube_clean.create("configmaps", {"metadata": {"name": "config", "namespace": "default"}})
+
+    assert created["metadata"]["namespace"] == "default"
+
+
+def test_apply_helper_conflicts_without_force(kube_clean: Any) -> None:
+    manifest = tenant_manifest("acme")
+    kube_clean.apply("tenants", manifest, field_manager="livery-control-api")
+    manifest["spec"]["plan"] = "pro"
+
+    with pytest.raises(httpx.HTTPStatusError) as raised:
+        kube_clean.apply("tenants", manifest, field_manager="kubectl")
+
+    assert raised.value.response.status_code == 409
+    assert kube_clean.apply("tenants", manifest, field_manager="kubectl", force=True)["spec"]["plan"] == "pro"
