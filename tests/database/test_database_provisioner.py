@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from livery.database import DatabaseError, DatabaseProvisioner
 from livery.tenant_schema import HEAD_REVISION
+from livery.tenant_schema.migrate import _script_directory
 
 from database_support import ISOLATIONS, unique_tenant_name
 
@@ -315,3 +316,48 @@ async def test_same_tenant_provisioned_concurrently_converges(provision_tenant, 
 
     assert first == second
     assert TENANT_TABLES <= tables_in(admin, first.database, schema_of(first))
+
+
+async def test_new_password_replaces_old(provision_tenant, admin):
+    name = unique_tenant_name()
+    await provision_tenant("database", name=name, password="first-password")
+
+    info = await provision_tenant("database", name=name, password="second-password")
+
+    verifier = role_row(admin, info.role)[5]
+    assert scram_password_matches(verifier, "second-password")
+    assert not scram_password_matches(verifier, "first-password")
+
+
+# Shared-mode migrations run once per database, before the first shared tenant, so
+# the same transactional rollback is covered by the two per-tenant modes.
+@pytest.mark.parametrize("isolation", ["database", "schema"])
+async def test_failed_migration_leaves_no_tables(provisioner: DatabaseProvisioner, provision_tenant, admin, monkeypatch, isolation):
+    name = unique_tenant_name("broken")
+    migration = _script_directory().get_revision("0001").module
+    real_isolate_table = migration.isolate_table
+
+    def fail_on_products(table: str) -> None:
+        if table == "products":
+            raise RuntimeError("simulated crash in the middle of a migration")
+        real_isolate_table(table)
+
+    monkeypatch.setattr(migration, "isolate_table", fail_on_products)
+    with pytest.raises(DatabaseError) as raised:
+        await provision_tenant(isolation, name=name, password="pw")
+    failed_tables = tables_in(admin, *database_and_schema(name, isolation))
+    monkeypatch.setattr(migration, "isolate_table", real_isolate_table)
+
+    info = await provision_tenant(isolation, name=name, password="pw")
+
+    assert raised.value.reason == "MigrationFailed"
+    assert "simulated crash" in str(raised.value)
+    assert failed_tables == set()
+    assert TENANT_TABLES <= tables_in(admin, info.database, schema_of(info))
+
+
+def database_and_schema(name: str, isolation: str) -> tuple[str, str]:
+    identifier = "tenant_" + name.replace("-", "_")
+    if isolation == "database":
+        return identifier, "public"
+    return "livery_tenants", identifier

@@ -45,7 +45,7 @@ async def test_snapshot_is_listed_by_pg_restore(provisioner: DatabaseProvisioner
     assert archive.name.startswith(info.tenant + "-")
 
 
-async def test_shared_snapshot_holds_only_tenant_rows(provisioner: DatabaseProvisioner, provision_tenant, postgres_url, tmp_path):
+async def test_shared_snapshot_contains_only_tenant_rows(provisioner: DatabaseProvisioner, provision_tenant, postgres_url, tmp_path):
     acme = await provision_tenant("shared")
     globex = await provision_tenant("shared")
     add_owner(acme, "owner@acme.test")
@@ -67,3 +67,20 @@ async def test_snapshot_of_missing_tenant_fails_without_archive(provisioner: Dat
 
     assert "never-provisioned" in str(raised.value)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_schema_snapshot_contains_only_tenant_schema(provisioner: DatabaseProvisioner, provision_tenant, postgres_url, tmp_path):
+    acme = await provision_tenant("schema")
+    globex = await provision_tenant("schema")
+    add_owner(acme, "owner@acme.test")
+    add_owner(globex, "owner@globex.test")
+
+    archive = await provisioner.snapshot(acme.tenant, "schema", tmp_path / "acme.dump")
+
+    restored = subprocess.run(
+        [str(pg_restore_for(postgres_url)), "--file=-", str(archive)], capture_output=True, text=True
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert "owner@acme.test" in restored.stdout
+    assert "owner@globex.test" not in restored.stdout
+    assert globex.schema not in restored.stdout

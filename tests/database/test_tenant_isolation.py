@@ -348,3 +348,25 @@ async def test_reference_to_other_tenant_user_rejected(shared_pair):
         await globex_db.dispose()
 
     assert "fk_api_keys_tenant_id_user_id" in str(raised.value.orig)
+
+
+async def test_shared_policy_uses_tenant_index(shared_pair):
+    acme, _ = shared_pair
+
+    with psycopg.connect(acme.app_url) as connection, connection.transaction():
+        connection.execute("SELECT set_config('livery.tenant', %s, true)", (acme.tenant,))
+        connection.execute("SET LOCAL enable_seqscan = off")
+        plan = connection.execute(
+            "EXPLAIN (FORMAT JSON) SELECT id, name FROM products ORDER BY created_at DESC, id DESC LIMIT 20"
+        ).fetchone()[0]
+
+    scans = list(plan_nodes(plan[0]["Plan"]))
+    index_scans = [node for node in scans if node.get("Index Name") == "ix_products_tenant_id_created_at_id"]
+    assert index_scans, scans
+    assert "tenant_id" in index_scans[0].get("Index Cond", "")
+
+
+def plan_nodes(node: dict):
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)
