@@ -88,7 +88,7 @@ def test_helpers_read_and_delete(kube_clean: Any, custom: kubernetes.client.Cust
     assert kube_clean.delete("tenants", "acme") is False
 
 
-def test_reset_removes_objects_and_keeps_system_namespaces(kube: Any, custom: kubernetes.client.CustomObjectsApi) -> None:
+def test_reset_keeps_system_namespaces(kube: Any, custom: kubernetes.client.CustomObjectsApi) -> None:
     create_tenant(custom, "acme")
 
     kube.reset()

@@ -56,7 +56,7 @@ def test_read_missing_object_returns_status_body(http: httpx.Client) -> None:
     assert status["details"]["name"] == "ghost"
 
 
-def test_stale_resource_version_in_merge_patch_conflicts(http: httpx.Client, custom: kubernetes.client.CustomObjectsApi) -> None:
+def test_merge_patch_stale_version_conflicts(http: httpx.Client, custom: kubernetes.client.CustomObjectsApi) -> None:
     created = create_tenant(custom, "acme")
     custom.patch_cluster_custom_object(*TENANTS, "acme", {"spec": {"displayName": "Acme Inc"}})
     stale = created["metadata"]["resourceVersion"]
@@ -72,7 +72,7 @@ def test_stale_resource_version_in_merge_patch_conflicts(http: httpx.Client, cus
     assert custom.get_cluster_custom_object(*TENANTS, "acme")["spec"]["displayName"] == "Acme Inc"
 
 
-def test_stale_resource_version_in_replace_conflicts(custom: kubernetes.client.CustomObjectsApi) -> None:
+def test_replace_stale_version_conflicts(custom: kubernetes.client.CustomObjectsApi) -> None:
     created = create_tenant(custom, "acme")
     custom.patch_cluster_custom_object(*TENANTS, "acme", {"spec": {"displayName": "Acme Inc"}})
     created["spec"]["displayName"] = "Lost update"
@@ -83,7 +83,7 @@ def test_stale_resource_version_in_replace_conflicts(custom: kubernetes.client.C
     assert raised.value.status == 409
 
 
-def test_json_patch_with_failed_test_is_rejected(http: httpx.Client, custom: kubernetes.client.CustomObjectsApi) -> None:
+def test_json_patch_failed_test_rejected(http: httpx.Client, custom: kubernetes.client.CustomObjectsApi) -> None:
     created = create_tenant(custom, "acme")
     custom.patch_cluster_custom_object(*TENANTS, "acme", {"metadata": {"labels": {"a": "b"}}})
     operations = [
@@ -98,7 +98,7 @@ def test_json_patch_with_failed_test_is_rejected(http: httpx.Client, custom: kub
     assert "finalizers" not in custom.get_cluster_custom_object(*TENANTS, "acme")["metadata"]
 
 
-def test_json_patch_with_current_version_applies(http: httpx.Client, custom: kubernetes.client.CustomObjectsApi) -> None:
+def test_json_patch_current_version_applies(http: httpx.Client, custom: kubernetes.client.CustomObjectsApi) -> None:
     created = create_tenant(custom, "acme")
     operations = [
         {"op": "test", "path": "/metadata/resourceVersion", "value": created["metadata"]["resourceVersion"]},

@@ -90,7 +90,7 @@ def test_apply_without_field_manager_rejected(http: httpx.Client) -> None:
     assert "fieldManager" in response.json()["message"]
 
 
-def test_strategic_merge_rejected_for_custom_resources(custom: kubernetes.client.CustomObjectsApi, http: httpx.Client) -> None:
+def test_strategic_merge_rejected_for_crds(custom: kubernetes.client.CustomObjectsApi, http: httpx.Client) -> None:
     create_tenant(custom, "acme")
 
     response = http.patch(

@@ -77,7 +77,7 @@ def test_watch_event_carries_resource_version(custom: kubernetes.client.CustomOb
     assert event["object"]["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
 
 
-def test_label_selector_watch_reports_leaving_as_deleted(core: kubernetes.client.CoreV1Api) -> None:
+def test_selector_watch_reports_leaving_as_deleted(core: kubernetes.client.CoreV1Api) -> None:
     since = core.list_namespaced_config_map("default").metadata.resource_version
     labels = {"livery.dev/tenant": "acme"}
     core.create_namespaced_config_map("default", {"metadata": {"name": "acme", "labels": labels}})
