@@ -48,6 +48,9 @@ class KubernetesDriver(Driver):
         self.settings = settings
         # Tenant uids, so events link to the Tenant in `kubectl describe`.
         self.tenant_uids: dict[str, str] = {}
+        # (spec.replicas, status.availableReplicas) of each tenant's Deployment as last applied
+        # or read, so watch events caused by the operator's own writes can be told apart.
+        self.observed_apps: dict[str, tuple[int, int]] = {}
         # Objects written, by kind and outcome (created, applied, unchanged), for tests and benchmarks.
         self.writes: dict[tuple[str, str], int] = {}
 
@@ -106,7 +109,12 @@ class KubernetesDriver(Driver):
         live: dict[str, Any] = {}
         for obj in builders.app_objects(spec, self.settings):
             live = await self.ensure_object(obj)
+        self.observed_apps[spec.tenant] = app_fingerprint(live)
         return deployment_state(live, spec.replicas)
+
+    def app_changed(self, tenant: str, deployment: dict[str, Any]) -> bool:
+        """Tell whether a Deployment differs in replicas from what the last reconcile saw."""
+        return self.observed_apps.get(tenant) != app_fingerprint(deployment)
 
     async def ensure_routing(self, route: RouteSpec) -> None:
         await self.ensure_namespace(route.tenant)
@@ -138,6 +146,7 @@ class KubernetesDriver(Driver):
         except KubeError as exc:
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
         self.tenant_uids.pop(tenant, None)
+        self.observed_apps.pop(tenant, None)
 
     async def record_event(self, tenant: str, event_type: EventType, reason: str, message: str) -> None:
         timestamp = _now()
@@ -162,6 +171,12 @@ class KubernetesDriver(Driver):
             await self.client.create(event)
         except KubeError as exc:
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
+
+
+def app_fingerprint(deployment: dict[str, Any]) -> tuple[int, int]:
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    return int(spec.get("replicas") or 0), int(status.get("availableReplicas") or 0)
 
 
 def deployment_state(live: dict[str, Any], desired: int) -> AppState:

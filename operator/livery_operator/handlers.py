@@ -109,10 +109,14 @@ def build_registry(
 
     @kopf.on.event("apps", "v1", "deployments", id="deployment_changed", labels=managed, registry=registry)
     async def deployment_changed(
-        event: dict[str, Any], labels: Any, tenant_hosts: kopf.Index, **_: Any
+        event: dict[str, Any], body: Any, labels: Any, tenant_hosts: kopf.Index, **_: Any
     ) -> None:
         tenant = labels.get(naming.TENANT_LABEL)
-        if not tenant or event.get("type") is None:
+        kind = event.get("type")
+        if not tenant or kind is None:
+            return
+        # Events of the operator's own writes change no replica count; skip them.
+        if kind != "DELETED" and not reconciler.driver.app_changed(tenant, dict(body)):
             return
         await _reconcile_quietly(reconciler, tenant, "deployment", tenant_hosts)
 

@@ -18,6 +18,7 @@ from .driver import KubernetesDriver
 from .handlers import build_registry
 from .kube import KubeClient, load_client_configuration
 from .metrics import serve_metrics
+from .provisioning import CachedProvisioner
 from .reconciler import TenantReconciler
 from .settings import OperatorSettings
 
@@ -98,6 +99,10 @@ def build_operator(
     """Assemble the reconciler and the kopf registry; collaborators default to the settings'."""
     if provisioner is None:
         provisioner = default_provisioner(settings)
+    if settings.database_recheck_seconds > 0:
+        provisioner = CachedProvisioner(
+            provisioner, settings.database_recheck_seconds, settings.database_concurrency
+        )
     client, connection = connection_info(kubeconfig)
     driver = KubernetesDriver(client, settings)
     reconciler = TenantReconciler(
@@ -106,6 +111,7 @@ def build_operator(
         provisioner,
         reconcile_settings(settings),
         storage if storage is not None else default_storage(settings),
+        max_concurrent=settings.max_concurrent_reconciles,
     )
     registry = build_registry(reconciler, resync_seconds=settings.resync_seconds, connection=connection)
     return OperatorParts(reconciler=reconciler, registry=registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -59,6 +60,7 @@ class TenantReconciler:
         provisioner: Provisioner,
         settings: ReconcileSettings,
         storage: SnapshotStorage | None = None,
+        max_concurrent: int = 16,
     ) -> None:
         self.client = client
         self.driver = driver
@@ -67,6 +69,10 @@ class TenantReconciler:
         self.storage = storage
         self.observer = MetricsObserver()
         self._locks: dict[str, asyncio.Lock] = {}
+        # Bounds the reconciles in flight, and so the connections to the tenant database server.
+        self._slots = asyncio.Semaphore(max_concurrent)
+        # Wall time of each tenant's last reconcile, measured inside its slot (no queueing), in seconds.
+        self.durations: dict[str, float] = {}
 
     def lock(self, tenant: str) -> asyncio.Lock:
         return self._locks.setdefault(tenant, asyncio.Lock())
@@ -82,11 +88,12 @@ class TenantReconciler:
         self, name: str, trigger: str, host_index: Mapping[str, Iterable[HostClaim]] | None = None
     ) -> ReconcileResult | None:
         """Reconcile the Tenant `name` and persist its status; None when it is gone or being deleted."""
-        async with self.lock(name):
+        async with self.lock(name), self._slots:
             body = await self.client.get("Tenant", name)
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
                 return None
             RECONCILES.labels(trigger=trigger).inc()
+            started = time.perf_counter()
             tenant = parse_tenant(body)
             self._remember_uid(tenant)
             plan = await self.read_plan(tenant.spec.plan)
@@ -101,12 +108,13 @@ class TenantReconciler:
                 observer=self.observer,
             )
             await self.write_status(name, body.get("status"), result.status)
+            self.durations[name] = time.perf_counter() - started
             self.observer.set_phase(name, result.status.phase)
             return result
 
     async def finalize(self, name: str) -> ReconcileResult | None:
         """Apply the deletion policy of the Tenant `name`; None when it is already gone."""
-        async with self.lock(name):
+        async with self.lock(name), self._slots:
             body = await self.client.get("Tenant", name)
             if body is None:
                 return None
@@ -124,6 +132,7 @@ class TenantReconciler:
             await self.write_status(name, body.get("status"), result.status)
         if result.finished:
             self._locks.pop(name, None)
+            self.durations.pop(name, None)
             self.observer.set_phase(name, None)
         else:
             self.observer.set_phase(name, result.status.phase)

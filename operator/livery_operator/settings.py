@@ -40,4 +40,13 @@ class OperatorSettings(CommonSettings):
     files_dir: Path | None = Field(
         default=None, description="Folder for deletion snapshots when no S3 bucket is set; unset disables Snapshot."
     )
+    max_concurrent_reconciles: int = Field(
+        default=16, ge=1, le=500, description="Tenants reconciled at once; bounds database connections."
+    )
+    database_recheck_seconds: float = Field(
+        default=600.0, ge=0, description="Seconds a tenant's database counts as checked; 0 checks on every reconcile."
+    )
+    database_concurrency: int = Field(
+        default=4, ge=1, le=100, description="Database provisioning calls run at once."
+    )
     app_port: int = Field(default=8000, ge=1, le=65535, description="Port the tenant app listens on.")

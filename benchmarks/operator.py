@@ -1,0 +1,235 @@
+"""Benchmark the Kubernetes operator against the API emulator and a real PostgreSQL.
+
+    python -m benchmarks operator
+
+For each isolation mode it creates a batch of Tenants at once and runs the
+operator (kopf, in this process) until every one reports DatabaseReady and
+RoutingReady, which means its database exists and every object was accepted.
+It reports:
+
+- tenants per second over the batch;
+- p50 and p99 of the wall time of each tenant's first complete reconcile, the
+  operator's own share, excluding time queued behind other tenants;
+- CPU seconds per tenant spent by the operator, measured per thread so the
+  emulator thread (same process) is left out;
+- the process's resident memory once all tenants exist;
+- after a restart, how long until every tenant was reconciled again.
+
+The emulator is `tests/k8s_emulator.py`, so this benchmark needs the test
+dependencies (`make bench` installs them). PostgreSQL is the server in
+`LIVERY_BENCH_DATABASE_URL`, or an embedded pgserver in a temporary folder.
+It prints a Markdown section for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+from pydantic import SecretStr
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TENANTS_PER_MODE = {"shared": 100, "schema": 100, "database": 40}
+PLAN_OF_MODE = {"shared": "free", "schema": "pro", "database": "enterprise"}
+BATCH_TIMEOUT_SECONDS = 240.0
+RESTART_TIMEOUT_SECONDS = 180.0
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
+
+
+class Timings:
+    """Wraps `TenantReconciler.reconcile` to time each call per tenant."""
+
+    def __init__(self, reconciler: Any) -> None:
+        self.first_complete: dict[str, float] = {}
+        self.reconciled_since: dict[str, float] = {}
+        self.started = time.monotonic()
+        original = reconciler.reconcile
+
+        async def timed(name: str, trigger: str, host_index: Any = None) -> Any:
+            began = time.perf_counter()
+            result = await original(name, trigger, host_index)
+            elapsed = time.perf_counter() - began
+            self.reconciled_since[name] = time.monotonic()
+            if result is not None and name not in self.first_complete and provisioned(result.status):
+                self.first_complete[name] = reconciler.durations.get(name, elapsed)
+            return result
+
+        reconciler.reconcile = timed
+
+
+def provisioned(status: Any) -> bool:
+    kinds = {condition.type: condition.status for condition in status.conditions or []}
+    return kinds.get("DatabaseReady") == "True" and kinds.get("RoutingReady") == "True"
+
+
+class Bench:
+    def __init__(self, database_url: str, work: Path) -> None:
+        sys.path.insert(0, str(REPO_ROOT / "tests"))
+        from k8s_emulator import KubeCluster
+
+        self.kube = KubeCluster(work).start()
+        self.database_url = database_url
+        self.thread: threading.Thread | None = None
+        self.stop_flag = threading.Event()
+        self.operator_thread_ids: set[int] = set()
+
+    def start_operator(self) -> Timings:
+        from livery_operator.main import build_operator, run_operator
+        from livery_operator.settings import OperatorSettings
+
+        settings = OperatorSettings(
+            base_domain="bench.test",
+            tenant_database_url=SecretStr(self.database_url),
+            resync_seconds=60,
+            metrics_port=0,
+        )
+        parts = build_operator(settings, kubeconfig=str(self.kube.kubeconfig))
+        timings = Timings(parts.reconciler)
+        ready = threading.Event()
+        self.stop_flag = threading.Event()
+
+        def run() -> None:
+            asyncio.run(run_operator(parts, stop_flag=self.stop_flag, ready_flag=ready))
+
+        self.thread = threading.Thread(target=run, name="livery-operator", daemon=True)
+        self.thread.start()
+        if not ready.wait(30):
+            raise RuntimeError("the operator did not start within 30 s")
+        return timings
+
+    def stop_operator(self) -> None:
+        self.stop_flag.set()
+        if self.thread is not None:
+            self.thread.join(timeout=60)
+
+    def operator_cpu_seconds(self) -> float:
+        """Return CPU seconds of every thread but the emulator's."""
+        emulator = self.kube._thread.native_id
+        return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id != emulator)
+
+    def create_plans(self) -> None:
+        for name in PLAN_OF_MODE.values():
+            self.kube.create("plans", yaml.safe_load((REPO_ROOT / "livery" / "plans" / f"{name}.yaml").read_text()))
+
+    def create_tenants(self, mode: str, count: int) -> list[str]:
+        names = [f"bench-{mode[:2]}-{index}" for index in range(count)]
+        for name in names:
+            self.kube.create(
+                "tenants",
+                {
+                    "apiVersion": "livery.dev/v1alpha1",
+                    "kind": "Tenant",
+                    "metadata": {"name": name},
+                    "spec": {"displayName": name, "plan": PLAN_OF_MODE[mode], "deletionPolicy": "Delete"},
+                },
+            )
+        return names
+
+    def wait_provisioned(self, names: list[str], timings: Timings, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(name in timings.first_complete for name in names):
+                return
+            time.sleep(0.05)
+        missing = [name for name in names if name not in timings.first_complete]
+        raise RuntimeError(f"{len(missing)} tenants not provisioned within {timeout} s, e.g. {missing[:3]}")
+
+    def close(self) -> None:
+        self.kube.stop()
+
+
+def run_mode(bench: Bench, timings: Timings, mode: str) -> dict[str, Any]:
+    count = TENANTS_PER_MODE[mode]
+    cpu_before = bench.operator_cpu_seconds()
+    started = time.monotonic()
+    names = bench.create_tenants(mode, count)
+    bench.wait_provisioned(names, timings, BATCH_TIMEOUT_SECONDS)
+    elapsed = time.monotonic() - started
+    durations = [timings.first_complete[name] * 1000 for name in names]
+    return {
+        "mode": mode,
+        "tenants": count,
+        "rate": count / elapsed,
+        "p50": statistics.median(durations),
+        "p99": percentile(durations, 0.99),
+        "cpu_ms": (bench.operator_cpu_seconds() - cpu_before) * 1000 / count,
+    }
+
+
+def measure_restart(bench: Bench, names: list[str]) -> float:
+    bench.stop_operator()
+    restarted_at = time.monotonic()
+    timings = bench.start_operator()
+    deadline = restarted_at + RESTART_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if all(name in timings.reconciled_since for name in names):
+            return max(timings.reconciled_since[name] for name in names) - restarted_at
+        time.sleep(0.1)
+    raise RuntimeError(f"not every tenant was reconciled within {RESTART_TIMEOUT_SECONDS} s of a restart")
+
+
+def database_server(work: Path) -> tuple[str, Any]:
+    configured = os.environ.get("LIVERY_BENCH_DATABASE_URL")
+    if configured:
+        return configured, None
+    import pgserver
+
+    server = pgserver.get_server(work / "pgdata", cleanup_mode="stop")
+    return server.get_uri(), server
+
+
+def main() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="livery-bench-operator-") as folder:
+        work = Path(folder)
+        database_url, server = database_server(work)
+        bench = Bench(database_url, work)
+        try:
+            bench.create_plans()
+            timings = bench.start_operator()
+            baseline_mib = psutil.Process().memory_info().rss / 2**20
+            rows = [run_mode(bench, timings, mode) for mode in ("shared", "schema", "database")]
+            rss_mib = psutil.Process().memory_info().rss / 2**20
+            all_names = [name for name in timings.first_complete]
+            restart_seconds = measure_restart(bench, all_names)
+            bench.stop_operator()
+        finally:
+            bench.close()
+            if server is not None:
+                server.cleanup()
+    print_report(rows, baseline_mib, rss_mib, len(all_names), restart_seconds)
+
+
+def print_report(
+    rows: list[dict[str, Any]], baseline_mib: float, rss_mib: float, tenants: int, restart_seconds: float
+) -> None:
+    print("## Operator\n")
+    print("Command: `python -m benchmarks operator` (kopf and the emulator in one process, real PostgreSQL).\n")
+    print("| isolation | tenants | tenants/s | first reconcile p50 (ms) | p99 (ms) | operator CPU per tenant (ms) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        print(
+            f"| {row['mode']} | {row['tenants']} | {row['rate']:.1f} | {row['p50']:.0f} | {row['p99']:.0f} | {row['cpu_ms']:.1f} |"
+        )
+    per_tenant_kib = (rss_mib - baseline_mib) * 1024 / tenants
+    print(
+        f"\nResident memory of the process (operator and emulator): {baseline_mib:.0f} MiB before the first "
+        f"tenant, {rss_mib:.0f} MiB with {tenants} tenants, so about {per_tenant_kib:.0f} KiB per tenant, "
+        f"which includes the emulator's copies of every object."
+    )
+    print(f"After a restart, every one of the {tenants} tenants was reconciled again within {restart_seconds:.1f} s.")
