@@ -2,7 +2,7 @@
 
 The database step runs first, so the stored isolation is still readable, and the
 caller removes its finalizer only when `ReconcileResult.finished` is true. A
-failure keeps the finalizer and says why in the status and an event.
+failure keeps the finalizer and is reported in the status and an event.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def isolations_to_clean(tenant: Tenant, plan: Plan | None, secret: dict[str, str
     """Return the isolation modes that may hold the tenant's data.
 
     The secret records the mode the data was provisioned in. Without it, the
-    spec or the plan names the mode; when neither is known, every mode is
-    cleaned, which is safe because each drop only touches `tenant_<name>` objects.
+    spec or the plan names the mode. When neither is known, every mode is
+    cleaned. That is safe because each drop only touches `tenant_<name>` objects.
     """
     if secret and secret.get(SECRET_ISOLATION):
         return [secret[SECRET_ISOLATION]]

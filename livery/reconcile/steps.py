@@ -1,7 +1,7 @@
 """The reconcile steps, one function each, named for what it ensures.
 
 Each step is idempotent and either returns what the next step needs or raises
-`ReconcileError`. No step knows which driver runs it.
+`ReconcileError`. No step depends on which driver runs it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ logger = logging.getLogger("livery.reconcile")
 
 @dataclass(frozen=True)
 class ResolvedPlan:
-    """What a tenant's plan means for it: effective limits, isolation and features."""
+    """The effective limits, isolation and features a plan gives one tenant."""
 
     plan: Plan
     limits: Limits

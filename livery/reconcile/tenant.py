@@ -130,7 +130,7 @@ async def _run_database_steps(
     try:
         steps.isolation_in_force(secret, resolved.isolation)
     except IsolationChangeRejected as error:
-        # Keep serving the data where it is; the condition says what to change back.
+        # Keep serving the data where it is. The condition names the value to set back.
         rejection = error
         isolation = secret[steps.SECRET_ISOLATION]
 

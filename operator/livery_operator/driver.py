@@ -49,7 +49,7 @@ class KubernetesDriver(Driver):
         # Tenant uids, so events link to the Tenant in `kubectl describe`.
         self.tenant_uids: dict[str, str] = {}
         # (spec.replicas, status.availableReplicas) of each tenant's Deployment as last applied
-        # or read, so watch events caused by the operator's own writes can be told apart.
+        # or read, so watch events caused by the operator's own writes can be skipped.
         self.observed_apps: dict[str, tuple[int, int]] = {}
         # Objects written, by kind and outcome (created, applied, unchanged), for tests and benchmarks.
         self.writes: dict[tuple[str, str], int] = {}

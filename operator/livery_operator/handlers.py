@@ -1,13 +1,13 @@
 """kopf handlers that drive the `TenantReconciler`.
 
-- Tenant created, changed or seen at start-up: reconcile; a temporary failure
-  raises `kopf.TemporaryError` with the step's delay, a spec that can never work
+- Tenant created, changed or seen at start-up: reconcile. A temporary failure
+  raises `kopf.TemporaryError` with a growing delay. A spec that can never work
   raises `kopf.PermanentError`.
-- Tenant deleted: the finalizer handler applies the deletion policy and lets the
+- Tenant deleted: the finalizer handler applies the deletion policy. It lets the
   Tenant go only when the database step succeeded.
-- Every `resync_seconds`: reconcile again, re-asserting every object (drift).
-- A managed Deployment changed or was deleted: reconcile its tenant, so AppReady
-  follows the available replicas and a deleted app comes back at once.
+- Every `resync_seconds`: reconcile again, which re-asserts every object (drift).
+- A managed Deployment deleted or changed in replicas: reconcile its tenant, so
+  AppReady follows the available replicas and a deleted app comes back at once.
 - A Plan created, changed or deleted: reconcile every tenant on it.
 
 kopf keeps its progress and diff-base in `livery.dev/` annotations, never in

@@ -2,8 +2,8 @@
 
 `ensure_database` is idempotent but costs several round trips and an Alembic
 version check. The operator re-checks every tenant every `resync_seconds`, so
-this cache answers repeated calls with the same tenant, isolation and password
-from memory for `ttl_seconds`. A restart starts with an empty cache, so every
+this cache returns the stored result of a call with the same tenant, isolation
+and password for `ttl_seconds`. A restart starts with an empty cache, so every
 tenant is fully checked once after it. It also bounds how many provisioning
 calls run at once.
 """

@@ -412,7 +412,7 @@ def test_metrics_count_steps_and_phases(kube, operator):
 
 @pytest.fixture
 def provisioner_probe(postgres_url):
-    """Return a function that tells whether a tenant's database objects exist."""
+    """Return a function that checks whether a tenant's database objects exist."""
     real = DatabaseProvisioner(postgres_url)
 
     def probe(name: str, isolation: str) -> bool:

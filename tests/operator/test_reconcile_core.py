@@ -205,7 +205,7 @@ async def test_crash_after_any_call_converges(isolation, make_tenant, plans, pro
     crashes = 0
 
     # Crash before the first driver call, then before the second, and so on,
-    # until a reconcile gets through; each crash leaves what the calls before it did.
+    # until a reconcile gets through. Each crash keeps what the calls before it did.
     while True:
         driver.crash_after = crashes
         driver.calls = 0
