@@ -222,6 +222,8 @@ def main() -> None:
     print("## Control API\n")
     print("Command: `python -m benchmarks control_api` (one uvicorn worker in its own process, "
           f"{CONCURRENCY} concurrent clients, local store, PostgreSQL {'from LIVERY_BENCH_DATABASE_URL' if embedded is None else 'embedded'}).\n")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"Load average (1, 5, 15 min) when the run ended: {load}; other work shared the machine.\n")
     print(f"argon2id hash alone (argon2-cffi defaults: time cost 3, 64 MiB, parallelism 4): "
           f"median {statistics.median(hashes):.1f} ms, p99 {percentile(hashes, 0.99):.1f} ms over {HASH_SAMPLES} hashes.\n")
     print("| load | requests | 2xx | per second | p50 ms | p99 ms |")

@@ -36,8 +36,13 @@ logger = logging.getLogger("livery.control_api.signup")
 VERIFICATION_HOURS = 48
 
 
-async def check_tenant_name(name: str, store: ResourceStore, session: AsyncSession) -> NameCheck:
-    """Say whether `name` can be signed up, with distinct reasons for invalid, reserved and taken names."""
+async def check_tenant_name(
+    name: str, store: ResourceStore, session: AsyncSession, *, signup_checked: bool = False
+) -> NameCheck:
+    """Return whether `name` can be signed up, with distinct reasons for invalid, reserved and taken names.
+
+    `signup_checked` skips the signups table when the caller has just read it.
+    """
     try:
         TENANT_NAME.check(name)
     except Exception as exc:  # pydantic_core.PydanticCustomError carries the rule text
@@ -46,7 +51,8 @@ async def check_tenant_name(name: str, store: ResourceStore, session: AsyncSessi
     reason = reserved_name_reason(name)
     if reason is not None:
         return NameCheck(name=name, available=False, reason="reserved", message=f"Tenant name {name!r} {reason}.")
-    if await session.get(Signup, name) is not None or await _tenant_exists(store, name):
+    signup_exists = not signup_checked and await session.get(Signup, name) is not None
+    if signup_exists or await _tenant_exists(store, name):
         return NameCheck(name=name, available=False, reason="taken", message=f"Tenant name {name!r} is already taken.")
     return NameCheck(name=name, available=True, message=f"{name!r} is available.")
 
@@ -83,7 +89,7 @@ async def sign_up(context: AppContext, session: AsyncSession, request: SignupReq
     if existing is not None:
         return await _repeat(context, session, existing, email, request.password)
 
-    check = await check_tenant_name(request.tenant, context.store, session)
+    check = await check_tenant_name(request.tenant, context.store, session, signup_checked=True)
     if not check.available:
         error = Conflict if check.reason == "taken" else InvalidInput
         raise error(check.message, field="tenant", code=f"name_{check.reason}")
