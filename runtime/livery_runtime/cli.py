@@ -107,6 +107,7 @@ def control_api_command(
 
     from livery.settings import SettingsError, load_settings
     from livery_control_api.app import create_app
+    from livery_control_api.logs import configure_logging
     from livery_control_api.settings import ControlApiSettings
 
     try:
@@ -115,7 +116,8 @@ def control_api_command(
     except (SettingsError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(application, host=host, port=port, proxy_headers=False, log_level=settings.log_level.lower())
+    configure_logging(settings.log_level)
+    uvicorn.run(application, host=host, port=port, proxy_headers=False, log_config=None)
 
 
 def main() -> None:
