@@ -54,6 +54,30 @@ def _check_not_platform_host(context: AppContext, domain: str) -> None:
         )
 
 
+async def check_domains_available(context: AppContext, session: AsyncSession, name: str, domains: list[str]) -> None:
+    """Reject `domains` for tenant `name` when one is under the base domain or claimed by another tenant.
+
+    Admin writes through `/v1/admin/apply` skip the TXT challenge but not these rules,
+    because a host served for two tenants, or a tenant's primary host taken as
+    another tenant's custom domain, would route one tenant's users to another.
+    """
+    if not domains:
+        return
+    for domain in domains:
+        _check_not_platform_host(context, domain)
+    wanted = set(domains)
+    for other in await context.store.list_tenants():
+        clash = wanted & set(other.spec.domains or [])
+        if other.name != name and clash:
+            raise Conflict(
+                f"domain {sorted(clash)[0]!r} is already used by another tenant", field="spec.domains", code="domain_taken"
+            )
+    pending = (await session.scalars(select(PendingDomain).where(PendingDomain.domain.in_(wanted)))).all()
+    for row in pending:
+        if row.tenant != name:
+            raise Conflict(f"domain {row.domain!r} is already claimed by another tenant", field="spec.domains", code="domain_taken")
+
+
 async def request_domain(context: AppContext, session: AsyncSession, name: str, domain: str) -> DomainView:
     """Reserve `domain` for the tenant and return the TXT record that proves ownership."""
     tenant = await load_tenant(context, name)

@@ -113,3 +113,26 @@ async def test_wrong_admin_token_is_unauthorized(api):
     response = await api.http.get("/v1/admin/tenants", headers={"Authorization": f"Bearer {ADMIN_TOKEN}x"})
 
     assert response.status_code == 401
+
+
+async def test_apply_rejects_domain_of_other_tenant(api):
+    first, second = unique_name(), unique_name()
+    domain = f"{unique_name()}.example.com"
+    created = await api.admin("POST", "/v1/admin/apply", json=tenant_manifest(first, domains=[domain]))
+
+    response = await api.admin("POST", "/v1/admin/apply", json=tenant_manifest(second, domains=[domain]))
+
+    assert created.status_code == 200
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "domain_taken"
+
+
+async def test_apply_rejects_domain_under_base_domain(api):
+    victim, _ = await api.owner()
+
+    response = await api.admin(
+        "POST", "/v1/admin/apply", json=tenant_manifest(unique_name(), domains=[f"{victim}.livery.test"])
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "domain"

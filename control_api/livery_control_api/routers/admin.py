@@ -15,6 +15,7 @@ from livery.store.base import CLI_FIELD_MANAGER, Invalid, NotFound as StoreNotFo
 
 from ..audit import record_audit
 from ..dependencies import AdminCaller, Context, Session, TenantName
+from ..domains import check_domains_available
 from ..errors import Conflict, InvalidInput, NotFound
 from ..quota import latest_usage, limits_for, usage_excess, write_plan
 from ..schemas import AdminApplyResponse, AdminTenantView, EventView, LoginLinkResponse, PlanChangeRequest
@@ -66,6 +67,7 @@ async def apply_manifest(
     except StoreNotFound:
         before = None
     spec = manifest.get("spec") or {}
+    await check_domains_available(context, session, resource.name, list(resource.spec.domains or []))
     try:
         result = await context.store.apply_tenant(resource.name, spec, CLI_FIELD_MANAGER)
     except Invalid as exc:
