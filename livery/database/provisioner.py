@@ -178,7 +178,7 @@ class DatabaseProvisioner:
             await statements.restrict_connect(admin, database, identifier)
             await statements.pin_search_path(admin, identifier, database, identifier)
             async with self._connect(database) as connection:
-                await connection.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+                await statements.ensure_schema_access(connection, "public", {})
                 await statements.ensure_schema(connection, identifier, owner=identifier)
         async with self._connect(database) as connection:
             await self._migrate(connection, "schema", identifier, owner_role=identifier)
@@ -319,11 +319,9 @@ async def schema_revision(connection: psycopg.AsyncConnection, schema: str | Non
 
 async def prepare_shared_public_schema(connection: psycopg.AsyncConnection) -> None:
     """Let the owner role create tables in `public` and the group role use them; revoke every other role's access."""
-    owner = sql.Identifier(SHARED_OWNER_ROLE)
-    group = sql.Identifier(naming.SHARED_APP_ROLE)
-    await connection.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-    await connection.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(owner))
-    await connection.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(group))
+    await statements.ensure_schema_access(
+        connection, "public", {SHARED_OWNER_ROLE: ("USAGE", "CREATE"), naming.SHARED_APP_ROLE: ("USAGE",)}
+    )
 
 
 async def delete_tenant_rows(connection: psycopg.AsyncConnection, tenant: str) -> None:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 
 import psycopg
 import pytest
@@ -13,6 +10,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from livery.database import DatabaseError, DatabaseProvisioner
+from livery.database.statements import scram_verifier_matches
 from livery.tenant_schema import HEAD_REVISION
 from livery.tenant_schema.migrate import _script_directory
 
@@ -21,17 +19,6 @@ from database_support import ISOLATIONS, unique_tenant_name
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 TENANT_TABLES = {"users", "invitations", "password_reset_tokens", "login_link_uses", "api_keys", "products", "files"}
-
-
-def scram_password_matches(verifier: str, password: str) -> bool:
-    """Check a SCRAM-SHA-256 verifier from pg_authid against a password, as the server would."""
-    method, rest = verifier.split("$", 1)
-    iterations_and_salt, keys = rest.split("$")
-    iterations, salt = iterations_and_salt.split(":")
-    stored_key = keys.split(":")[0]
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    return method == "SCRAM-SHA-256" and base64.b64encode(hashlib.sha256(client_key).digest()).decode() == stored_key
 
 
 def role_row(admin, role: str) -> tuple | None:
@@ -76,7 +63,7 @@ async def test_tenant_role_is_plain_login_role(provision_tenant, admin, isolatio
     can_login, superuser, bypass_rls, create_db, create_role, verifier = role_row(admin, info.role)
     assert can_login is True
     assert (superuser, bypass_rls, create_db, create_role) == (False, False, False, False)
-    assert scram_password_matches(verifier, "first-password")
+    assert scram_verifier_matches(verifier, "first-password")
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
@@ -100,7 +87,7 @@ async def test_ensure_database_twice_converges(provision_tenant, admin, isolatio
     second = await provision_tenant(isolation, name=name, password="same-password")
 
     assert second == first
-    assert scram_password_matches(role_row(admin, first.role)[5], "same-password")
+    assert scram_verifier_matches(role_row(admin, first.role)[5], "same-password")
     with admin() as connection:
         roles = connection.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (first.role,)).fetchone()[0]
     assert roles == 1
@@ -143,7 +130,7 @@ async def test_ensure_database_converges_after_crash_at_each_statement(
 
     monkeypatch.setattr(psycopg.AsyncConnection, "execute", execute_until_crash)
     crashes = 0
-    for statements_before_crash in range(0, 40):
+    for statements_before_crash in range(0, 80):
         budget["left"] = statements_before_crash
         try:
             await provisioner.ensure_database(name, isolation, "crash-password")
@@ -157,7 +144,7 @@ async def test_ensure_database_converges_after_crash_at_each_statement(
 
     assert crashes >= 5
     assert TENANT_TABLES <= tables_in(admin, info.database, schema_of(info))
-    assert scram_password_matches(role_row(admin, info.role)[5], "crash-password")
+    assert scram_verifier_matches(role_row(admin, info.role)[5], "crash-password")
 
 
 async def test_ensure_database_rejects_invalid_tenant_name(provisioner: DatabaseProvisioner):
@@ -325,8 +312,8 @@ async def test_new_password_replaces_old(provision_tenant, admin):
     info = await provision_tenant("database", name=name, password="second-password")
 
     verifier = role_row(admin, info.role)[5]
-    assert scram_password_matches(verifier, "second-password")
-    assert not scram_password_matches(verifier, "first-password")
+    assert scram_verifier_matches(verifier, "second-password")
+    assert not scram_verifier_matches(verifier, "first-password")
 
 
 # Shared-mode migrations run once per database, before the first shared tenant, so
@@ -361,3 +348,26 @@ def database_and_schema(name: str, isolation: str) -> tuple[str, str]:
     if isolation == "database":
         return identifier, "public"
     return "livery_tenants", identifier
+
+
+def catalog_versions(admin, info) -> dict[str, str]:
+    """Return the xmin (the writing transaction) of each catalog row that provisioning manages."""
+    with admin() as connection:
+        role = connection.execute("SELECT xmin::text FROM pg_authid WHERE rolname = %s", (info.role,)).fetchone()[0]
+        database = connection.execute("SELECT xmin::text FROM pg_database WHERE datname = %s", (info.database,)).fetchone()[0]
+    with admin(info.database) as connection:
+        schema = connection.execute(
+            "SELECT xmin::text FROM pg_namespace WHERE nspname = %s", (info.schema or "public",)
+        ).fetchone()[0]
+    return {"role": role, "database": database, "schema": schema}
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+async def test_repeat_ensure_writes_no_catalog_row(provision_tenant, admin, isolation):
+    name = unique_tenant_name()
+    first = await provision_tenant(isolation, name=name, password="steady-password")
+    before = catalog_versions(admin, first)
+
+    await provision_tenant(isolation, name=name, password="steady-password")
+
+    assert catalog_versions(admin, first) == before
