@@ -16,6 +16,7 @@ from livery.settings import load_settings
 from livery.store.base import ResourceStore
 
 from .billing.events import suspend_expired_grace_periods
+from .billing.meters import resend_meter_events
 from .billing.provider import BillingProvider, billing_from_settings
 from .context import AppContext, DnsResolver, DnspythonResolver, LogMailer, Mailer
 from .database import create_engine_for, migrate, session_factory
@@ -49,14 +50,15 @@ async def close_store(store: ResourceStore) -> None:
             await result
 
 
-async def run_grace_checks(context: AppContext) -> None:
-    """Suspend tenants whose grace period ended, every `grace_check_seconds`, until cancelled."""
+async def run_periodic_tasks(context: AppContext) -> None:
+    """Every `grace_check_seconds` until cancelled: suspend tenants whose grace period ended, resend meter events."""
     while True:
         await asyncio.sleep(context.settings.grace_check_seconds)
-        try:
-            await suspend_expired_grace_periods(context)
-        except Exception as exc:  # the next round retries; one failure must not stop the loop
-            logger.error("grace period check failed: %s", type(exc).__name__)
+        for task in (suspend_expired_grace_periods, resend_meter_events):
+            try:
+                await task(context)
+            except Exception as exc:  # the next round retries; one failure must not stop the loop
+                logger.error("periodic task %s failed: %s", task.__name__, type(exc).__name__)
 
 
 def create_app(
@@ -89,14 +91,14 @@ def create_app(
             metrics=metrics,
         )
         app.state.context = context
-        grace_checks = asyncio.create_task(run_grace_checks(context))
+        periodic_tasks = asyncio.create_task(run_periodic_tasks(context))
         logger.info("control API started (billing %s, store %s)", context.billing.name, type(context.store).__name__)
         try:
             yield
         finally:
-            grace_checks.cancel()
+            periodic_tasks.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await grace_checks
+                await periodic_tasks
             if own_store:
                 await close_store(context.store)
             await engine.dispose()

@@ -324,3 +324,50 @@ async def test_usage_api_calls_become_meter_events(stripe_api, local_store, stri
     event = stripe_server.meter_events[report["id"]]
     assert event["payload"] == {"stripe_customer_id": customer, "value": "42"}
     assert list(stripe_server.meter_events).count(report["id"]) == 1
+
+
+async def test_expired_checkout_releases_name(stripe_api, stripe_server):
+    tenant = await paid_signup(stripe_api)
+    session_id = stripe_server.checkout_sessions[-1]["session"]["id"]
+    expired = {"id": session_id, "object": "checkout.session", "mode": "subscription", "status": "expired",
+               "client_reference_id": tenant, "metadata": {"tenant": tenant, "plan": "pro"}}
+
+    response = await post_event(stripe_api, stripe_event("checkout.session.expired", expired, int(time.time())))
+
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "applied"
+    check = await stripe_api.http.get("/v1/signup/check-name", params={"name": tenant})
+    assert check.json()["available"] is True
+
+
+async def test_failed_meter_event_is_resent(stripe_api, local_store, stripe_server, monkeypatch):
+    from sqlalchemy import update
+
+    from livery_control_api.billing.meters import resend_meter_events
+    from livery_control_api.billing.provider import BillingError
+    from livery_control_api.tables import UsageRecord
+
+    tenant, customer, _ = await provisioned_paid_tenant(stripe_api)
+    token = "usage-token-" + tenant
+    await local_store.write_tenant_secret(tenant, {"LIVERY_USAGE_TOKEN": token})
+    report = {"id": str(uuid.uuid4()), "metric": "api_calls", "value": 5, "timestamp": "2026-01-01T00:00:00Z"}
+
+    async def unreachable(**kwargs):
+        raise BillingError("Stripe unreachable")
+
+    monkeypatch.setattr(stripe_api.context.billing, "send_meter_event", unreachable)
+    response = await stripe_api.http.post("/v1/usage", json={"tenant": tenant, "reports": [report]},
+                                          headers={"Authorization": f"Bearer {token}"})
+    monkeypatch.undo()
+    async with stripe_api.context.sessions() as session, session.begin():
+        await session.execute(
+            update(UsageRecord).where(UsageRecord.id == report["id"]).values(received_at=utcnow() - timedelta(minutes=5))
+        )
+
+    resent = await resend_meter_events(stripe_api.context)
+
+    assert response.status_code == 200
+    assert resent >= 1
+    assert stripe_server.meter_events[report["id"]]["payload"]["value"] == "5"
+    async with stripe_api.context.sessions() as session:
+        assert (await session.get(UsageRecord, report["id"])).meter_event_sent is True

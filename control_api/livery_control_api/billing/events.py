@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +36,7 @@ from ..context import AppContext
 from ..dependencies import utcnow
 from ..quota import latest_usage, limits_for, usage_excess, write_plan
 from ..signup import complete_paid_signup
-from ..tables import ObjectWatermark, Signup, StripeEvent, TenantBilling
+from ..tables import Membership, ObjectWatermark, Signup, StripeEvent, TenantBilling
 
 logger = logging.getLogger("livery.control_api.webhooks")
 
@@ -45,7 +45,8 @@ ACTIVE_STATUSES = frozenset({"active", "trialing"})
 DELINQUENT_STATUSES = frozenset({"past_due", "unpaid"})
 ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 HANDLED_TYPES = frozenset({
-    "checkout.session.completed", "checkout.session.async_payment_succeeded", "invoice.paid", "invoice.payment_failed",
+    "checkout.session.completed", "checkout.session.async_payment_succeeded", "checkout.session.expired",
+    "invoice.paid", "invoice.payment_failed",
 })
 
 
@@ -88,6 +89,8 @@ async def _apply(context: AppContext, session: AsyncSession, event: dict[str, An
     obj = (event.get("data") or {}).get("object") or {}
     if event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
         return await _checkout_completed(context, session, obj)
+    if event_type == "checkout.session.expired":
+        return await _checkout_expired(session, obj)
     if event_type.startswith("customer.subscription."):
         return await _subscription_changed(context, session, event, obj)
     if event_type in ("invoice.paid", "invoice.payment_failed"):
@@ -144,6 +147,20 @@ async def _checkout_completed(context: AppContext, session: AsyncSession, checko
     if plan is not None:
         await _apply_plan_from_stripe(context, session, tenant, plan)
     record_audit(session, ACTOR, "billing.checkout_completed", tenant, subscription=subscription_id, plan=plan_name)
+    return "applied"
+
+
+async def _checkout_expired(session: AsyncSession, checkout: dict[str, Any]) -> str:
+    """Release the tenant name of a signup whose Checkout expired unpaid, so nobody holds names by abandoning payment."""
+    signup = await session.scalar(
+        select(Signup).where(Signup.checkout_session_id == checkout.get("id")).with_for_update()
+    )
+    if signup is None or signup.state != "pending_payment":
+        return "ignored"
+    await session.execute(delete(Membership).where(Membership.tenant == signup.tenant))
+    await session.delete(signup)
+    # The account stays: the customer may sign up again, or own other tenants.
+    record_audit(session, ACTOR, "billing.checkout_expired", signup.tenant)
     return "applied"
 
 

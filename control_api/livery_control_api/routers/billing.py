@@ -6,18 +6,19 @@ import logging
 from datetime import UTC
 
 from fastapi import APIRouter, Request
-from sqlalchemy import update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from livery.drivers.base import SECRET_USAGE_TOKEN
 
 from ..billing.events import process_event
-from ..billing.provider import BillingError, SignatureInvalid
+from ..billing.meters import send_meter_events
+from ..billing.provider import SignatureInvalid
 from ..dependencies import Context, Session, bearer_token
 from ..errors import ApiError, Unauthorized
 from ..schemas import UsageRequest, UsageResponse
 from ..security import constant_time_equal
-from ..tables import TenantBilling, UsageRecord
+from ..tables import UsageRecord
 
 logger = logging.getLogger("livery.control_api.billing")
 
@@ -68,30 +69,11 @@ async def report_usage(body: UsageRequest, request: Request, context: Context, s
     await session.commit()
 
     new_ids = set(inserted)
-    api_calls = [row for row in rows if row["metric"] == "api_calls" and row["id"] in new_ids]
-    if api_calls and context.billing.enabled:
-        await _send_meter_events(context, session, body.tenant, api_calls)
-    return UsageResponse(accepted=len(new_ids), duplicates=len(rows) - len(new_ids))
-
-
-async def _send_meter_events(context: Context, session: Session, tenant: str, rows: list[dict]) -> None:
-    """Report API calls to Stripe Billing Meters with the report id as the meter event identifier."""
-    billing = await session.get(TenantBilling, tenant)
-    if billing is None or billing.customer_id is None:
-        return
-    sent = []
-    for row in rows:
-        try:
-            await context.billing.send_meter_event(
-                identifier=row["id"], customer_id=billing.customer_id, value=row["value"],
-                timestamp=int(row["timestamp"].timestamp()),
+    if context.billing.enabled and any(row["metric"] == "api_calls" for row in rows if row["id"] in new_ids):
+        records = (
+            await session.scalars(
+                select(UsageRecord).where(UsageRecord.id.in_(new_ids), UsageRecord.metric == "api_calls")
             )
-        except BillingError as exc:
-            # TODO: resend unsent meter events (meter_event_sent false) from a background task;
-            # the identifier is the report id, so Stripe counts a resent event once.
-            logger.warning("meter event for usage report %s of tenant %s failed: %s", row["id"], tenant, exc)
-            continue
-        sent.append(row["id"])
-    if sent:
-        await session.execute(update(UsageRecord).where(UsageRecord.id.in_(sent)).values(meter_event_sent=True))
-        await session.commit()
+        ).all()
+        await send_meter_events(context, session, body.tenant, list(records))
+    return UsageResponse(accepted=len(new_ids), duplicates=len(rows) - len(new_ids))
