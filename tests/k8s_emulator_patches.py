@@ -19,7 +19,7 @@ PATCH_TYPES = (JSON_PATCH_TYPE, MERGE_PATCH_TYPE, STRATEGIC_MERGE_PATCH_TYPE, AP
 
 # patchMergeKey of the built-in list fields that operators patch, from the Kubernetes API types.
 # `ports` is keyed by `containerPort` in containers and by `port` in Services.
-_MERGE_KEYS = {
+MERGE_KEYS = {
     "containers": "name",
     "initContainers": "name",
     "ephemeralContainers": "name",
@@ -106,7 +106,7 @@ def strategic_merge_patch(target: Any, patch: dict[str, Any]) -> Any:
 
 
 def _merge_list(field: str, current: list[Any], patch: list[Any]) -> list[Any]:
-    merge_key = _MERGE_KEYS.get(field)
+    merge_key = MERGE_KEYS.get(field)
     if field == "ports":
         merge_key = "containerPort" if any("containerPort" in item for item in current + patch if isinstance(item, dict)) else "port"
     if field in _MERGED_SCALAR_LISTS:

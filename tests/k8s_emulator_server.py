@@ -393,7 +393,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
             obj["status"] = {"phase": "Active"}
 
         obj = self._admit(resource_type, obj, old=None)
-        record_update(obj, None, manager, "Update", None)
+        record_update(obj, None, manager, "Update", None, resource_type)
         if params.get("dryRun") == "All":
             return obj
         return self._store(resource_type, obj, old=None)
@@ -518,7 +518,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
             body.setdefault("metadata", {})["name"] = name
             created = self.create_object(resource_type, namespace, body, {**params, "dryRun": "All"}, manager)
             created["metadata"]["managedFields"] = []
-            record_apply(created, applied_paths(config, subresource), manager, subresource)
+            record_apply(created, applied_paths(config, subresource, resource_type), manager, subresource, resource_type)
             if params.get("dryRun") == "All":
                 return 201, created
             return 201, self._store(resource_type, created, old=None)
@@ -526,7 +526,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
         candidate = merge_apply(current, config, manager, subresource, force=params.get("force") == "true",
                                  resource_type=resource_type)
         return 200, self._update(resource_type, current, candidate, subresource, params, manager, "Apply",
-                                 applied=applied_paths(config, subresource))
+                                 applied=applied_paths(config, subresource, resource_type))
 
     def _update(
         self,
@@ -568,9 +568,9 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
         if tracks_generation(resource_type) and desired_state(new) != desired_state(current):
             new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         if operation == "Apply":
-            record_apply(new, applied or set(), manager, subresource)
+            record_apply(new, applied or set(), manager, subresource, resource_type)
         else:
-            record_update(new, current, manager, operation, subresource)
+            record_update(new, current, manager, operation, subresource, resource_type)
 
         if without_resource_version(new) == without_resource_version(current):
             return current  # a no-op write changes nothing, not even the resourceVersion

@@ -167,3 +167,61 @@ def test_wrong_kind_for_url_rejected(http: httpx.Client) -> None:
 
     assert response.status_code == 400
     assert http.get(TENANTS_PATH).json()["items"] == []
+
+
+def test_apply_merges_set_list_items(http: httpx.Client) -> None:
+    apply(http, tenant_manifest("acme", domains=["shop.acme.test"]), "livery-control-api")
+    admin_config = {"apiVersion": "livery.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "acme"}, "spec": {"domains": ["admin.acme.test"]}}
+    apply(http, admin_config, "kubectl")
+
+    response = apply(http, tenant_manifest("acme", domains=["new.acme.test"]), "livery-control-api")
+
+    assert response.status_code == 200
+    assert sorted(response.json()["spec"]["domains"]) == ["admin.acme.test", "new.acme.test"]
+
+
+def test_apply_owns_set_items_by_value(http: httpx.Client) -> None:
+    response = apply(http, tenant_manifest("acme", domains=["shop.acme.test"]), "livery-control-api")
+
+    fields = response.json()["metadata"]["managedFields"][0]["fieldsV1"]
+    assert fields["f:spec"]["f:domains"] == {'v:"shop.acme.test"': {}}
+
+
+def apply_deployment(http: httpx.Client, containers: list[dict], manager: str) -> httpx.Response:
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", **app_deployment(containers)}
+    return http.patch(
+        "/apis/apps/v1/namespaces/default/deployments/app",
+        content=yaml.safe_dump(deployment),
+        headers=APPLY_PATCH,
+        params={"fieldManager": manager},
+    )
+
+
+def test_apply_merges_containers_by_name(http: httpx.Client) -> None:
+    apply_deployment(http, [{"name": "app", "image": "app:1"}], "livery-operator")
+    apply_deployment(http, [{"name": "proxy", "image": "proxy:1"}], "mesh-injector")
+
+    response = apply_deployment(http, [{"name": "app", "image": "app:2"}], "livery-operator")
+
+    assert response.status_code == 200
+    containers = {container["name"]: container["image"] for container in response.json()["spec"]["template"]["spec"]["containers"]}
+    assert containers == {"app": "app:2", "proxy": "proxy:1"}
+
+
+def test_apply_conflict_names_container_field(http: httpx.Client) -> None:
+    apply_deployment(http, [{"name": "app", "image": "app:1"}], "livery-operator")
+
+    response = apply_deployment(http, [{"name": "app", "image": "app:debug"}], "kubectl")
+
+    assert response.status_code == 409
+    fields = [cause["field"] for cause in response.json()["details"]["causes"]]
+    assert fields == ['.spec.template.spec.containers[name="app"].image']
+
+
+def test_apply_drops_container_it_stopped_applying(http: httpx.Client) -> None:
+    apply_deployment(http, [{"name": "app", "image": "app:1"}, {"name": "debug", "image": "debug:1"}], "livery-operator")
+
+    response = apply_deployment(http, [{"name": "app", "image": "app:1"}], "livery-operator")
+
+    assert response.status_code == 200
+    assert [container["name"] for container in response.json()["spec"]["template"]["spec"]["containers"]] == ["app"]
