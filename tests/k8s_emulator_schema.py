@@ -58,8 +58,9 @@ class CustomResourceSchema:
     """The structural schema of one served version of a CRD."""
 
     def __init__(self, open_api_schema: dict[str, Any]) -> None:
-        # TODO: raise ValueError on definition_problems(open_api_schema), as the API server rejects
-        # such a CRD, once the committed CRDs no longer set a fieldPath under `metadata`.
+        problems = definition_problems(open_api_schema)
+        if problems:  # the API server rejects such a CRD, so no object of it could exist
+            raise ValueError("the API server would reject this CRD schema: " + "; ".join(problems))
         self.schema = open_api_schema
         self._validator = jsonschema.Draft7Validator(open_api_schema)
         self._rule_sites = list(_find_rule_sites(open_api_schema, ()))

@@ -6,6 +6,8 @@ import httpx
 import kubernetes
 import pytest
 from emulator_helpers import TENANTS, TENANTS_PATH, create_tenant, tenant_manifest
+from k8s_emulator import CRD_DIRECTORY
+from k8s_emulator_objects import load_crds
 from k8s_emulator_schema import CustomResourceSchema, definition_problems
 from kubernetes.client import ApiException
 
@@ -196,3 +198,16 @@ def test_rule_on_list_items_names_item() -> None:
     _, errors = schema.admit({"spec": {"pools": [{"replicas": 1}, {"replicas": 0}]}}, old=None)
 
     assert [error.render() for error in errors] == ['spec.pools[1]: Invalid value: "object": must be positive']
+
+
+def test_shipped_crds_are_valid_definitions() -> None:
+    for crd in load_crds(CRD_DIRECTORY):
+        for version in crd["spec"]["versions"]:
+            assert definition_problems(version["schema"]["openAPIV3Schema"]) == [], crd["metadata"]["name"]
+
+
+def test_schema_with_undeclared_rule_field_refused() -> None:
+    schema = {"type": "object", "properties": {"spec": {"type": "object"}}, "x-kubernetes-validations": [{"rule": "self.specs.x == 1"}]}
+
+    with pytest.raises(ValueError, match="undefined field 'specs.x'"):
+        CustomResourceSchema(schema)
