@@ -125,7 +125,9 @@ class CustomResourceSchema:
         try:
             result = self._program(expression).evaluate(activation)
         except celpy.CELEvalError as error:
-            return FieldError(field_path, reason, f"Invalid value: {_cel_type(value)}: evaluation of rule {expression!r} failed: {error}")
+            # Worded as the API server does: `no such key: x evaluating rule: <message>`.
+            described = rule.get("message") or expression
+            return FieldError(field_path, reason, f"Invalid value: {_cel_type(value)}: {error.args[0]} evaluating rule: {described}")
         if not isinstance(result, celpy.celtypes.BoolType):
             return FieldError(field_path, reason, f"Invalid value: {_cel_type(value)}: rule {expression!r} must return a bool, got {result!r}")
         if result:

@@ -211,3 +211,17 @@ def test_schema_with_undeclared_rule_field_refused() -> None:
 
     with pytest.raises(ValueError, match="undefined field 'specs.x'"):
         CustomResourceSchema(schema)
+
+
+def test_rule_evaluation_error_rejects_object() -> None:
+    schema = CustomResourceSchema({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {"plan": {"type": "string"}}}},
+        "x-kubernetes-validations": [{"rule": "self.spec.plan != ''", "message": "plan must be set"}],
+    })
+
+    _, errors = schema.admit({"spec": {}}, old=None)
+
+    assert len(errors) == 1
+    assert errors[0].field == "<nil>"
+    assert errors[0].message.endswith("evaluating rule: plan must be set")
