@@ -20,6 +20,8 @@ SESSION_MAX_AGE_SECONDS = 14 * 24 * 3600
 CSRF_FORM_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
+# NOTE: img-src admits https: only, so product images behind an S3 endpoint on plain http
+# (a local MinIO, say) do not show in browsers; downloads are unaffected.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'none'; style-src 'self'; img-src 'self' https:; "
     "font-src 'self' https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"

@@ -88,3 +88,45 @@ async def test_pages_carry_strict_security_headers(tenant_pair) -> None:
     assert "script-src 'none'" in policy
     assert "style-src 'self'" in policy
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_uploaded_raster_logo_is_served(tenant_pair) -> None:
+    acme, _ = tenant_pair
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+    acme.app.state.files.storage.put_bytes(f"tenants/{acme.name}/branding/logo.png", png, "image/png")
+
+    response = await acme.client.get("/branding/logo.png")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.content == png
+
+
+async def test_uploaded_svg_logo_is_sandboxed(tenant_pair) -> None:
+    acme, _ = tenant_pair
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><rect width="4" height="4"/></svg>'
+    acme.app.state.files.storage.put_bytes(f"tenants/{acme.name}/branding/logo.svg", svg, "image/svg+xml")
+
+    response = await acme.client.get("/branding/logo.svg")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "sandbox" in policy
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_branding_file_of_other_type_is_not_served(tenant_pair) -> None:
+    acme, globex = tenant_pair
+    acme.app.state.files.storage.put_bytes(f"tenants/{acme.name}/branding/page.html", b"<html>x</html>", "text/html")
+    globex_png = b"\x89PNG\r\n\x1a\n" + b"\x01" * 32
+    globex.app.state.files.storage.put_bytes(f"tenants/{globex.name}/branding/only-globex.png", globex_png, "image/png")
+
+    html = await acme.client.get("/branding/page.html")
+    foreign = await acme.client.get("/branding/only-globex.png")
+    traversal = await acme.client.get(f"/branding/..%2F..%2F{globex.name}%2Fbranding%2Fonly-globex.png")
+
+    assert html.status_code == 404
+    assert foreign.status_code == 404
+    assert traversal.status_code == 404

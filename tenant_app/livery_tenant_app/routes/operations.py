@@ -19,6 +19,7 @@ from ..rendering import loaded_config
 logger = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 BRANDING_FOLDER = "branding/"
+SVG_POLICY = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
 @router.get("/healthz")
@@ -61,14 +62,20 @@ async def theme_css(request: Request) -> Response:
 
 @router.get("/branding/{name}")
 async def branding_image(name: str, request: Request) -> Response:
-    """Serve an uploaded logo or favicon from storage; only PNG, JPEG, GIF and WebP images are served."""
+    """Serve an uploaded logo or favicon from storage: PNG, JPEG, GIF, WebP, or SVG under a sandboxing policy."""
     service = request.app.state.files
     try:
         key = service.prefix + check_key(BRANDING_FOLDER + name, "name")
         data = await run_in_threadpool(service.storage.get_bytes, key)
     except (InvalidKeyError, ObjectNotFoundError):
         raise not_found("branding image") from None
-    content_type = sniff_image_type(data or b"")
+    content_type = sniff_image_type(data)
+    headers = {"cache-control": "public, max-age=300"}
+    if content_type is None and data.lstrip()[:5].lower() in (b"<svg ", b"<svg>", b"<?xml"):
+        # An SVG can carry scripts and event handlers. Inside <img> browsers never run them, and
+        # this policy stops them when the file is opened directly.
+        content_type = "image/svg+xml"
+        headers["content-security-policy"] = SVG_POLICY
     if content_type is None:
         raise not_found("branding image")
-    return Response(data, media_type=content_type, headers={"cache-control": "public, max-age=300"})
+    return Response(data, media_type=content_type, headers=headers)
