@@ -143,3 +143,14 @@ def test_apply_helper_conflicts_without_force(kube_clean: Any) -> None:
 
     assert raised.value.response.status_code == 409
     assert kube_clean.apply("tenants", manifest, field_manager="kubectl", force=True)["spec"]["plan"] == "pro"
+
+
+def test_events_found_by_involved_object(api_client: kubernetes.client.ApiClient, kube_clean: Any) -> None:
+    core = kubernetes.client.CoreV1Api(api_client)
+    for name, kind in [("tenant-event", "Tenant"), ("plan-event", "Plan")]:
+        event = {"metadata": {"name": name}, "involvedObject": {"kind": kind, "name": "acme"}, "message": "m"}
+        core.create_namespaced_event("default", event)
+
+    listing = core.list_event_for_all_namespaces(field_selector="involvedObject.kind=Tenant,involvedObject.name=acme")
+
+    assert [item.metadata.name for item in listing.items] == ["tenant-event"]
