@@ -101,6 +101,9 @@ def create_app(
                 await periodic_tasks
             if own_store:
                 await close_store(context.store)
+            close_limiter = getattr(context.limiter, "close", None)
+            if close_limiter is not None:
+                await close_limiter()
             await engine.dispose()
             logger.info("control API stopped")
 

@@ -12,7 +12,7 @@ from livery.store.base import ResourceStore
 
 from .billing.provider import BillingProvider
 from .metrics import Metrics
-from .ratelimit import LoginLimiter
+from .ratelimit import LoginLimiter, RedisLoginLimiter
 from .security import PasswordHashing
 from .settings import ControlApiSettings
 
@@ -67,12 +67,16 @@ class AppContext:
     dns: DnsResolver
     mailer: Mailer
     metrics: Metrics = field(default_factory=Metrics)
-    limiter: LoginLimiter | None = None
+    limiter: LoginLimiter | RedisLoginLimiter | None = None
     passwords: PasswordHashing | None = None
 
     def __post_init__(self) -> None:
         if self.limiter is None:
-            self.limiter = LoginLimiter(self.settings.login_attempts_per_minute)
+            limit = self.settings.login_attempts_per_minute
+            redis_url = self.settings.redis_url
+            self.limiter = (
+                RedisLoginLimiter(redis_url.get_secret_value(), limit) if redis_url else LoginLimiter(limit)
+            )
         if self.passwords is None:
             settings = self.settings
             self.passwords = PasswordHashing(

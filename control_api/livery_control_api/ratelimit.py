@@ -1,46 +1,94 @@
-"""A fixed-window counter of failed sign-ins per account and per client address."""
+"""Fixed-window counters of failed sign-ins per account and per client address.
+
+`LoginLimiter` counts in this process, so each replica limits on its own.
+`RedisLoginLimiter` counts in Redis (`LIVERY_REDIS_URL`), so the limit holds
+across every replica.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
 
+WINDOW_SECONDS = 60
+KEY_PREFIX = "livery:login-failures:"
+
 
 class LoginLimiter:
-    """Count failures per key in one-minute windows; a key over the limit is blocked until its window ends.
-
-    NOTE: the counters live in this process, so each replica limits on its own.
-    A shared store (Redis, `LIVERY_REDIS_URL`) is needed for a global limit.
-    """
+    """Count failures per key in one-minute windows; a key over the limit is blocked until its window ends."""
 
     def __init__(self, max_failures_per_minute: int, clock=time.monotonic) -> None:
         self.max_failures = max_failures_per_minute
         self._clock = clock
         self._windows: dict[str, tuple[float, int]] = defaultdict(lambda: (0.0, 0))
 
-    def retry_after(self, *keys: str) -> int | None:
+    async def retry_after(self, *keys: str) -> int | None:
         """Return seconds to wait when any key is over the limit, else None."""
         now = self._clock()
         waits = []
         for key in keys:
             started, count = self._windows.get(key, (0.0, 0))
-            if now - started < 60 and count >= self.max_failures:
-                waits.append(int(60 - (now - started)) + 1)
+            if now - started < WINDOW_SECONDS and count >= self.max_failures:
+                waits.append(int(WINDOW_SECONDS - (now - started)) + 1)
         return max(waits) if waits else None
 
-    def record_failure(self, *keys: str) -> None:
+    async def record_failure(self, *keys: str) -> None:
         now = self._clock()
         for key in keys:
             started, count = self._windows[key]
-            if now - started >= 60:
+            if now - started >= WINDOW_SECONDS:
                 started, count = now, 0
             self._windows[key] = (started, count + 1)
         if len(self._windows) > 100_000:
             self._forget_old(now)
 
-    def record_success(self, account_key: str) -> None:
+    async def record_success(self, account_key: str) -> None:
         self._windows.pop(account_key, None)
 
+    async def reset(self) -> None:
+        self._windows.clear()
+
     def _forget_old(self, now: float) -> None:
-        for key in [key for key, (started, _) in self._windows.items() if now - started >= 60]:
+        for key in [key for key, (started, _) in self._windows.items() if now - started >= WINDOW_SECONDS]:
             del self._windows[key]
+
+
+class RedisLoginLimiter:
+    """The same limits as `LoginLimiter`, counted in Redis with INCR and a 60-second expiry per key."""
+
+    def __init__(self, url: str, max_failures_per_minute: int) -> None:
+        import redis.asyncio
+
+        self.max_failures = max_failures_per_minute
+        self._redis = redis.asyncio.from_url(url)
+
+    async def retry_after(self, *keys: str) -> int | None:
+        async with self._redis.pipeline(transaction=False) as pipeline:
+            for key in keys:
+                pipeline.get(KEY_PREFIX + key)
+                pipeline.ttl(KEY_PREFIX + key)
+            results = await pipeline.execute()
+        waits = []
+        for count, ttl in zip(results[::2], results[1::2]):
+            if count is not None and int(count) >= self.max_failures:
+                waits.append(max(int(ttl), 1))
+        return max(waits) if waits else None
+
+    async def record_failure(self, *keys: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipeline:
+            for key in keys:
+                pipeline.incr(KEY_PREFIX + key)
+                # NX keeps the window's first expiry, so repeated failures do not extend it.
+                pipeline.expire(KEY_PREFIX + key, WINDOW_SECONDS, nx=True)
+            await pipeline.execute()
+
+    async def record_success(self, account_key: str) -> None:
+        await self._redis.delete(KEY_PREFIX + account_key)
+
+    async def reset(self) -> None:
+        keys = [key async for key in self._redis.scan_iter(match=KEY_PREFIX + "*")]
+        if keys:
+            await self._redis.delete(*keys)
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -18,6 +18,7 @@ import copy
 import hashlib
 import hmac
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -212,6 +213,35 @@ async def kube_api(control_database: str, kube_store: ResourceStore) -> AsyncIte
     """The control API with billing `none` and the Kubernetes store against the emulator."""
     async with running_api(api_settings(control_database), kube_store, NoBilling()) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_url: str | None) -> Iterator[str]:
+    """Return `LIVERY_REDIS_URL`, or start a redis-server on 127.0.0.1 for the session."""
+    if redis_url:
+        yield redis_url
+        return
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("needs LIVERY_REDIS_URL or redis-server (apt-get install -y redis-server)")
+    port = free_port()
+    process = subprocess.Popen(
+        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
 
 
 # Stripe.

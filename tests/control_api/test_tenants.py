@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from livery_control_api.ratelimit import LoginLimiter
+from livery_control_api.ratelimit import LoginLimiter, RedisLoginLimiter
 
 from .conftest import BASE_DOMAIN, unique_name
 
@@ -96,17 +96,36 @@ async def test_login_is_rate_limited_per_account(api):
 
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) > 0
-    api.context.limiter._windows.clear()
+    await api.context.limiter.reset()
 
 
-@pytest.mark.asyncio(loop_scope="session")
-async def test_limiter_blocks_client_address_across_accounts():
-    limiter = LoginLimiter(3, clock=lambda: 100.0)
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(request):
+    if request.param == "memory":
+        yield LoginLimiter(3, clock=lambda: 100.0)
+        return
+    server = request.getfixturevalue("redis_server")
+    redis_limiter = RedisLoginLimiter(server, 3)
+    await redis_limiter.reset()
+    yield redis_limiter
+    await redis_limiter.close()
+
+
+async def test_limiter_blocks_address_across_accounts(limiter):
     for index in range(3):
-        limiter.record_failure(f"account:user{index}@example.com", "address:10.0.0.1")
+        await limiter.record_failure(f"account:user{index}@example.com", "address:10.0.0.1")
 
-    assert limiter.retry_after("account:new@example.com", "address:10.0.0.1") is not None
-    assert limiter.retry_after("account:new@example.com", "address:10.0.0.2") is None
+    assert await limiter.retry_after("account:new@example.com", "address:10.0.0.1") is not None
+    assert await limiter.retry_after("account:new@example.com", "address:10.0.0.2") is None
+
+
+async def test_limiter_success_clears_account(limiter):
+    for _ in range(3):
+        await limiter.record_failure("account:a@example.com")
+
+    await limiter.record_success("account:a@example.com")
+
+    assert await limiter.retry_after("account:a@example.com") is None
 
 
 async def test_branding_patch_writes_spec(api):

@@ -91,16 +91,16 @@ async def token(
         raise InvalidInput("username and password are required for grant_type password", field="username")
     email = username.lower()
     keys = (f"account:{email}", f"address:{client_address(request)}")
-    wait = context.limiter.retry_after(*keys)
+    wait = await context.limiter.retry_after(*keys)
     if wait is not None:
         raise TooManyRequests(
             f"too many failed sign-ins; retry in {wait} seconds", headers={"Retry-After": str(wait)}
         )
     account = await session.scalar(select(Account).where(Account.email == email))
     if not await context.passwords.verify(account.password_hash if account else None, password):
-        context.limiter.record_failure(*keys)
+        await context.limiter.record_failure(*keys)
         raise Unauthorized("email or password is wrong", code="invalid_grant")
-    context.limiter.record_success(keys[0])
+    await context.limiter.record_success(keys[0])
     return _tokens(context, account)
 
 

@@ -157,15 +157,15 @@ async def signin_submit(request: Request, context: Context, session: Session) ->
     if not _form_is_authentic(request, context, form.get("csrf")):
         return _render(request, context, "signin.html", 400, values=values, errors={"form": "The form expired; submit it again."})
     keys = (f"account:{email}", f"address:{client_address(request)}")
-    wait = context.limiter.retry_after(*keys)
+    wait = await context.limiter.retry_after(*keys)
     if wait is not None:
         return _render(request, context, "signin.html", 429, values=values,
                        errors={"form": f"Too many failed sign-ins. Try again in {wait} seconds."})
     account = await session.scalar(select(Account).where(Account.email == email))
     if not await context.passwords.verify(account.password_hash if account else None, str(form.get("password", ""))):
-        context.limiter.record_failure(*keys)
+        await context.limiter.record_failure(*keys)
         return _render(request, context, "signin.html", 401, values=values, errors={"form": "Email or password is wrong."})
-    context.limiter.record_success(keys[0])
+    await context.limiter.record_success(keys[0])
     response = _redirect("/console")
     _start_session(context, response, account)
     return response
