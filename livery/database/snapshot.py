@@ -2,7 +2,8 @@
 
 pg_dump refuses to dump a server newer than itself, so the first pg_dump whose
 major version is at least the server's is used: the one on PATH, then the one
-shipped in the `pgserver` wheel (PostgreSQL 16 in pgserver 0.1.4).
+shipped in the `pgserver` wheel (PostgreSQL 16 in pgserver 0.1.4). Read the
+archive with the pg_restore that `choose_pg_tool("pg_restore", ...)` returns.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from .urls import libpq_parameters
 SNAPSHOT_SUFFIX = ".dump"
 
 
-def pg_dump_candidates() -> list[Path]:
-    """Return the pg_dump executables to try, in order of preference."""
+def pg_tool_candidates(name: str) -> list[Path]:
+    """Return the executables called `name` (pg_dump, pg_restore) to try, in order of preference."""
     candidates = []
-    on_path = shutil.which("pg_dump")
+    on_path = shutil.which(name)
     if on_path:
         candidates.append(Path(on_path))
     try:
@@ -37,14 +38,14 @@ def pg_dump_candidates() -> list[Path]:
     except ImportError:
         pass
     else:
-        bundled = Path(pgserver.__file__).resolve().parent / "pginstall" / "bin" / "pg_dump"
+        bundled = Path(pgserver.__file__).resolve().parent / "pginstall" / "bin" / name
         if bundled.exists():
             candidates.append(bundled)
     return candidates
 
 
 @lru_cache(maxsize=8)
-def pg_dump_major_version(executable: Path) -> int | None:
+def tool_major_version(executable: Path) -> int | None:
     """Return the major version that `executable --version` prints, or None if it cannot be run."""
     try:
         output = subprocess.run([str(executable), "--version"], capture_output=True, text=True, timeout=10).stdout
@@ -54,19 +55,29 @@ def pg_dump_major_version(executable: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def choose_pg_dump(server_version: int) -> Path:
-    """Return a pg_dump able to dump a server of `server_version` (as in `server_version_num`)."""
+def choose_pg_tool(name: str, server_version: int) -> Path:
+    """Return a `name` (pg_dump or pg_restore) of at least the major version of `server_version`.
+
+    `server_version` is in `server_version_num` form (160004 for 16.4). An
+    archive written by a newer pg_dump cannot be read by an older pg_restore,
+    so callers that restore a snapshot choose pg_restore the same way.
+    """
     server_major = server_version // 10000
     found = []
-    for candidate in pg_dump_candidates():
-        major = pg_dump_major_version(candidate)
+    for candidate in pg_tool_candidates(name):
+        major = tool_major_version(candidate)
         found.append(f"{candidate} ({major})")
         if major is not None and major >= server_major:
             return candidate
     raise SnapshotError(
-        f"no pg_dump of version {server_major} or newer found (tried: {', '.join(found) or 'none'}); "
+        f"no {name} of version {server_major} or newer found (tried: {', '.join(found) or 'none'}); "
         f"install the PostgreSQL {server_major} client tools"
     )
+
+
+def choose_pg_dump(server_version: int) -> Path:
+    """Return a pg_dump able to dump a server of `server_version` (as in `server_version_num`)."""
+    return choose_pg_tool("pg_dump", server_version)
 
 
 def archive_path(destination: Path, tenant: str) -> Path:

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from livery.database import DatabaseProvisioner, SnapshotError
-from livery.database.snapshot import choose_pg_dump
+from livery.database.snapshot import choose_pg_tool
 
 from database_support import ISOLATIONS
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 def pg_restore_for(provisioner_url: str) -> Path:
     with psycopg.connect(provisioner_url) as connection:
         server_version = connection.info.server_version
-    return choose_pg_dump(server_version).with_name("pg_restore")
+    return choose_pg_tool("pg_restore", server_version)
 
 
 def add_owner(info, email: str) -> None:
