@@ -222,3 +222,60 @@ async def test_foreign_product_delete_form_looks_missing(tenant_pair, acme_data)
 
 def strip_ids(text: str) -> str:
     return re.sub(r'value="[^"]+"', 'value=""', text)
+
+
+async def test_foreign_api_key_id_cannot_be_revoked(tenant_pair, acme_data) -> None:
+    acme, globex = tenant_pair
+    keys = await acme.client.get("/api/v1/api-keys", headers=acme.api_headers())
+    key_id = keys.json()[0]["id"]
+
+    foreign = await globex.client.delete(f"/api/v1/api-keys/{key_id}", headers=globex.api_headers())
+    missing = await globex.client.delete(f"/api/v1/api-keys/{random_id()}", headers=globex.api_headers())
+    foreign_form = await globex.client.post(f"/api-keys/{key_id}/revoke", data={"csrf_token": globex.csrf_token})
+    missing_form = await globex.client.post(f"/api-keys/{random_id()}/revoke", data={"csrf_token": globex.csrf_token})
+    still_valid = await acme.client.get("/api/v1/products", headers=acme.api_headers())
+
+    same_failure(foreign, missing)
+    assert foreign_form.status_code == missing_form.status_code
+    assert foreign_form.headers.get("location") == missing_form.headers.get("location")
+    assert still_valid.status_code == 200
+
+
+async def test_foreign_user_reset_link_looks_missing(tenant_pair, acme_data) -> None:
+    _, globex = tenant_pair
+
+    foreign = await globex.client.post(f"/team/{acme_data.owner_id}/reset-link", data={"csrf_token": globex.csrf_token})
+    missing = await globex.client.post(f"/team/{random_id()}/reset-link", data={"csrf_token": globex.csrf_token})
+
+    assert foreign.status_code == 404
+    assert strip_ids(foreign.text) == strip_ids(missing.text)
+
+
+async def test_foreign_file_download_page_looks_missing(tenant_pair) -> None:
+    acme, globex = tenant_pair
+    created = await acme.client.post("/api/v1/files", files={"file": ("a.txt", b"acme", "text/plain")},
+                                     headers=acme.api_headers())
+    assert created.status_code == 201
+    file_id = created.json()["id"]
+
+    foreign = await globex.client.get(f"/files/{file_id}/download")
+    missing = await globex.client.get(f"/files/{random_id()}/download")
+
+    assert foreign.status_code == 404
+    assert strip_ids(foreign.text) == strip_ids(missing.text)
+
+
+async def test_foreign_signed_download_link_looks_missing(tenant_pair) -> None:
+    acme, globex = tenant_pair
+    created = await acme.client.post("/api/v1/files", files={"file": ("a.txt", b"acme", "text/plain")},
+                                     headers=acme.api_headers())
+    link = await acme.client.get(f"/api/v1/files/{created.json()['id']}/download", headers=acme.api_headers())
+    path = link.json()["url"].split(acme.host, 1)[-1]
+    if not path.startswith("/_files/"):
+        pytest.skip("S3 presigned URLs do not pass through the app")
+
+    foreign = await globex.client.get(path)
+    missing = await globex.client.get(path.replace("signature=", "signature=0"))
+
+    assert foreign.status_code == 404
+    assert foreign.status_code == missing.status_code
