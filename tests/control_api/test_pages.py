@@ -133,3 +133,12 @@ async def test_invitation_page_joins_team(api):
     console = await api.http.get(f"/console/{owner_tenant}")
     assert console.status_code == 200
     assert "you are member" in console.text
+
+
+async def test_pages_forbid_framing_and_inline_scripts(api):
+    response = await api.http.get("/signup")
+
+    policy = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert response.headers["x-content-type-options"] == "nosniff"

@@ -43,6 +43,16 @@ from .accounts import client_address
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 PRE_SESSION_COOKIE = "livery_form"
 SESSION_SECONDS = 12 * 3600
+# Scripts only from this app, no framing (clickjacking), no MIME sniffing. Inline style
+# attributes stay allowed for the branding preview, whose values are validated colours.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; "
+        "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 router = APIRouter(include_in_schema=False)
 
@@ -89,6 +99,7 @@ def _render(request: Request, context: AppContext, template: str, status_code: i
         response.set_cookie(
             PRE_SESSION_COOKIE, token, httponly=True, samesite="lax", secure=context.settings.secure_cookies
         )
+    response.headers.update(PAGE_HEADERS)
     return response
 
 
