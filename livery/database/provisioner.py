@@ -281,9 +281,15 @@ class DatabaseProvisioner:
                 yield connection
         except psycopg.OperationalError as exc:
             raise DatabaseError(f"the tenant database server failed: {safe_message(exc)}", reason="DatabaseUnreachable") from exc
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise DatabaseError(
+                f"the admin role of the tenant database server lacks a privilege: {safe_message(exc)}; "
+                "it must be a superuser or have CREATEDB, CREATEROLE and BYPASSRLS",
+                reason="DatabasePermissionDenied",
+            ) from exc
         except psycopg.Error as exc:
             raise DatabaseError(
-                f"a statement on the tenant database server failed: {safe_message(exc)}", temporary=True, reason="DatabaseError"
+                f"a statement on the tenant database server failed: {safe_message(exc)}", reason="DatabaseError"
             ) from exc
 
 

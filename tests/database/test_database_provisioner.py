@@ -371,3 +371,15 @@ async def test_repeat_ensure_writes_no_catalog_row(provision_tenant, admin, isol
     await provision_tenant(isolation, name=name, password="steady-password")
 
     assert catalog_versions(admin, first) == before
+
+
+async def test_unprivileged_admin_gets_permission_error(provision_tenant):
+    plain = await provision_tenant("database", password="plain-password")
+    provisioner = DatabaseProvisioner(make_url(plain.app_url).set(database="postgres").render_as_string(hide_password=False))
+
+    with pytest.raises(DatabaseError) as raised:
+        await provisioner.ensure_database(unique_tenant_name(), "database", "other-password")
+
+    assert raised.value.reason == "DatabasePermissionDenied"
+    assert "plain-password" not in str(raised.value)
+    assert "other-password" not in str(raised.value)
