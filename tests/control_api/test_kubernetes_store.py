@@ -8,9 +8,15 @@ import pytest
 
 from livery.store.base import CLI_FIELD_MANAGER, CONTROL_API_FIELD_MANAGER, Invalid, NotFound
 
-from .conftest import unique_name
+from .conftest import load_plans, unique_name
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(autouse=True)
+async def plans_in_cluster(kube_store):
+    """Apply the plans again: other test folders may reset the shared emulator between tests."""
+    await load_plans(kube_store)
 
 
 async def test_apply_creates_tenant_with_field_manager(kube_store, kube):
