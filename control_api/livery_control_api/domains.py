@@ -37,7 +37,7 @@ async def list_domains(session: AsyncSession, tenant: Tenant) -> list[DomainView
 
 
 async def _claimed_by(context: AppContext, domain: str) -> str | None:
-    """Return the tenant whose spec.domains holds `domain`, if any."""
+    """Return the tenant whose spec.domains contains `domain`, if any."""
     for other in await context.store.list_tenants():
         if domain in (other.spec.domains or []):
             return other.name
