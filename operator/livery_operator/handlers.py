@@ -125,7 +125,13 @@ def build_registry(
     @kopf.on.update(*plans, id="plan_changed", registry=registry)
     @kopf.on.delete(*plans, id="plan_deleted", optional=True, registry=registry)
     async def plan_changed(
-        name: str, tenants_by_plan: kopf.Index, tenant_hosts: kopf.Index, **_: Any
+        name: str,
+        reason: str,
+        meta: Any,
+        status: Any,
+        tenants_by_plan: kopf.Index,
+        tenant_hosts: kopf.Index,
+        **_: Any,
     ) -> None:
         members = sorted(tenants_by_plan.get(name, []))
         semaphore = asyncio.Semaphore(PLAN_FANOUT)
@@ -136,6 +142,11 @@ def build_registry(
 
         await asyncio.gather(*(one(tenant) for tenant in members))
         logger.info("plan %s: reconciled %d tenants", name, len(members))
+        if reason != "delete":
+            # NOTE: the count is refreshed on Plan events only, so it lags while tenants change plans.
+            plan_status = {"tenants": len(members), "observedGeneration": meta.get("generation")}
+            if dict(status or {}) != plan_status:
+                await reconciler.client.merge_patch("Plan", name, {"status": plan_status}, subresource="status")
 
     return registry
 

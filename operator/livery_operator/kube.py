@@ -2,20 +2,23 @@
 
 It reads credentials the way kubectl does, through the `kubernetes` package's
 config loaders (in-cluster service account first, then `KUBECONFIG` or
-`~/.kube/config`), and sends requests with httpx.
+`~/.kube/config`), and sends requests with aiohttp.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import kubernetes
 
 FIELD_MANAGER = "livery-operator"
 REQUEST_TIMEOUT_SECONDS = 30.0
+MAX_CONNECTIONS = 50
 
 
 @dataclass(frozen=True)
@@ -82,39 +85,81 @@ def load_client_configuration(kubeconfig: str | None = None) -> kubernetes.clien
     return configuration
 
 
-class KubeClient:
-    """Async JSON requests against one API server."""
+class Response:
+    """Status and body of one API response, read in full."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+
+class KubeClient:
+    """Async JSON requests against one API server, over aiohttp (the HTTP stack kopf uses too)."""
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None, ssl: Any = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Accept": "application/json", **(headers or {})}
+        self.ssl = ssl
+        self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_configuration(cls, configuration: kubernetes.client.Configuration) -> KubeClient:
-        headers = {"Accept": "application/json"}
+        headers: dict[str, str] = {}
+        # NOTE: the token is read once at start; a rotated service account token needs a restart.
         token = (configuration.api_key or {}).get("authorization") or (configuration.api_key or {}).get("BearerToken")
         if token:
             headers["Authorization"] = token if token.lower().startswith("bearer ") else f"Bearer {token}"
-        verify: bool | str = configuration.ssl_ca_cert or bool(configuration.verify_ssl)
-        cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
-        http = httpx.AsyncClient(
-            base_url=configuration.host,
-            headers=headers,
-            verify=verify,
-            cert=cert,
-            timeout=REQUEST_TIMEOUT_SECONDS,
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=50),
-        )
-        return cls(http)
+        context: Any = None
+        if configuration.host.startswith("https"):
+            if configuration.verify_ssl:
+                context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+            else:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            if configuration.cert_file:
+                context.load_cert_chain(configuration.cert_file, configuration.key_file)
+        return cls(configuration.host, headers, context)
+
+    def _client_session(self) -> aiohttp.ClientSession:
+        # Created lazily, inside the event loop that uses it.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self.headers,
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=self.ssl if self.ssl is not None else True),
+            )
+        return self._session
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        content_type: str = "application/json",
+    ) -> Response:
+        data = None if json_body is None else json.dumps(json_body)
+        headers = {"Content-Type": content_type} if data is not None else None
         try:
-            response = await self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
+            async with self._client_session().request(
+                method, self.base_url + path, params=params, data=data, headers=headers
+            ) as response:
+                return Response(response.status, await response.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise KubeError(f"{method} {path} failed: {type(exc).__name__}: {exc}") from exc
-        return response
 
     async def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """Return the object, or None when it does not exist."""
@@ -139,7 +184,7 @@ class KubeClient:
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         kind, name, namespace = _identity(obj)
         response = await self.request(
-            "POST", object_path(kind, None, namespace), params={"fieldManager": FIELD_MANAGER}, json=obj
+            "POST", object_path(kind, None, namespace), params={"fieldManager": FIELD_MANAGER}, json_body=obj
         )
         return _checked(response, "CREATE", kind, name)
 
@@ -150,8 +195,8 @@ class KubeClient:
             "PATCH",
             object_path(kind, name, namespace),
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
-            content=json.dumps(obj),
-            headers={"Content-Type": "application/apply-patch+yaml"},
+            json_body=obj,
+            content_type="application/apply-patch+yaml",
         )
         return _checked(response, "APPLY", kind, name)
 
@@ -163,8 +208,8 @@ class KubeClient:
             "PATCH",
             path,
             params={"fieldManager": FIELD_MANAGER},
-            content=json.dumps(patch),
-            headers={"Content-Type": "application/merge-patch+json"},
+            json_body=patch,
+            content_type="application/merge-patch+json",
         )
         return _checked(response, "PATCH", kind, name)
 
@@ -182,7 +227,7 @@ def _identity(obj: dict[str, Any]) -> tuple[str, str, str | None]:
     return obj["kind"], metadata["name"], metadata.get("namespace")
 
 
-def _checked(response: httpx.Response, verb: str, kind: str, name: str | None) -> dict[str, Any]:
+def _checked(response: Response, verb: str, kind: str, name: str | None) -> dict[str, Any]:
     if response.status_code >= 400:
         try:
             detail = response.json().get("message") or response.text

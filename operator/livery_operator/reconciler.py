@@ -16,9 +16,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from livery.models.errors import format_validation_error
 from livery.models.plan import Plan
-from livery.models.tenant import Tenant, TenantStatus
+from livery.models.tenant import Tenant, TenantMeta, TenantSpec, TenantStatus
 from livery.reconcile import ReconcileResult, ReconcileSettings, finalize_tenant, reconcile_tenant
+from livery.reconcile.conditions import make_condition
 from livery.reconcile.context import Provisioner, SnapshotStorage
 
 from .driver import KubernetesDriver
@@ -43,6 +45,25 @@ def parse_tenant(body: Mapping[str, Any]) -> Tenant:
         except ValidationError:
             logger.warning("tenant %s: ignoring a status that does not match the schema", tenant.name)
     return tenant
+
+
+def minimal_tenant(body: Mapping[str, Any]) -> Tenant:
+    """Build a Tenant from an invalid object with only what deletion needs, so it can still go.
+
+    The deletion policy is kept when valid and is otherwise Retain, which drops nothing.
+    """
+    spec = body.get("spec") or {}
+    policy = spec.get("deletionPolicy") if spec.get("deletionPolicy") in ("Retain", "Delete", "Snapshot") else "Retain"
+    isolation = spec.get("isolation") if spec.get("isolation") in ("database", "schema", "shared") else None
+    plan = spec.get("plan") if isinstance(spec.get("plan"), str) and spec.get("plan") else "unknown"
+    metadata = body.get("metadata") or {}
+    return Tenant.model_construct(
+        metadata=TenantMeta.model_construct(name=metadata.get("name"), uid=metadata.get("uid"), generation=metadata.get("generation")),
+        spec=TenantSpec.model_construct(
+            display_name=metadata.get("name"), plan=plan, isolation=isolation, deletion_policy=policy, limits=None, domains=None
+        ),
+        status=None,
+    )
 
 
 def claimed_hosts(index: Mapping[str, Iterable[HostClaim]] | None) -> dict[str, str]:
@@ -94,7 +115,10 @@ class TenantReconciler:
                 return None
             RECONCILES.labels(trigger=trigger).inc()
             started = time.perf_counter()
-            tenant = parse_tenant(body)
+            try:
+                tenant = parse_tenant(body)
+            except ValidationError as exc:
+                return await self.reject_invalid(name, body, exc)
             self._remember_uid(tenant)
             plan = await self.read_plan(tenant.spec.plan)
             result = await reconcile_tenant(
@@ -112,13 +136,37 @@ class TenantReconciler:
             self.observer.set_phase(name, result.status.phase)
             return result
 
+    async def reject_invalid(self, name: str, body: Mapping[str, Any], exc: ValidationError) -> ReconcileResult:
+        """Report a Tenant the API server admitted but the models reject; nothing is provisioned."""
+        problems = "; ".join(format_validation_error(exc))
+        message = f"the Tenant is invalid, so nothing is provisioned: {problems}"
+        logger.warning("tenant %s: %s", name, message)
+        previous = None
+        if body.get("status"):
+            try:
+                previous = TenantStatus.model_validate(body["status"]).condition("Ready")
+            except ValidationError:
+                previous = None
+        generation = (body.get("metadata") or {}).get("generation")
+        status = TenantStatus(
+            phase="Failed",
+            conditions=[make_condition("Ready", False, "InvalidSpec", message[:32000], generation, previous)],
+            observed_generation=generation,
+        )
+        await self.write_status(name, body.get("status"), status)
+        self.observer.set_phase(name, "Failed")
+        return ReconcileResult(status=status, permanent_error=message)
+
     async def finalize(self, name: str) -> ReconcileResult | None:
         """Apply the deletion policy of the Tenant `name`; None when it is already gone."""
         async with self.lock(name), self._slots:
             body = await self.client.get("Tenant", name)
             if body is None:
                 return None
-            tenant = parse_tenant(body)
+            try:
+                tenant = parse_tenant(body)
+            except ValidationError:
+                tenant = minimal_tenant(body)
             self._remember_uid(tenant)
             plan = await self.read_plan(tenant.spec.plan)
             result = await finalize_tenant(

@@ -25,8 +25,8 @@ from livery_operator.settings import OperatorSettings
 class CrashingClient(KubeClient):
     """A client that dies before request number `limit + 1`."""
 
-    def __init__(self, http: httpx.AsyncClient, limit: int | None) -> None:
-        super().__init__(http)
+    def __init__(self, base_url: str, limit: int | None) -> None:
+        super().__init__(base_url)
         self.limit = limit
         self.sent = 0
 
@@ -55,7 +55,7 @@ async def test_restart_after_every_request_converges(isolation, kube, provisione
     passwords: set[str] = set()
 
     async def attempt(limit: int | None):
-        client = CrashingClient(httpx.AsyncClient(base_url=kube.url, timeout=10), limit)
+        client = CrashingClient(kube.url, limit)
         reconciler = TenantReconciler(client, KubernetesDriver(client, settings), provisioner, reconcile_settings(settings))
         try:
             return await reconciler.reconcile(name, "test")

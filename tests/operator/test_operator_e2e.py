@@ -234,6 +234,7 @@ def test_plan_change_reaches_deployment(kube, operator):
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["memory"] == "1Gi"
     wait_for(lambda: status_of(kube, name).get("limits", {}).get("replicas") == 3, message="status limits")
+    assert kube.get("plans", plan_name)["status"]["tenants"] == 1
 
 
 def test_suspend_then_resume(kube, operator):
