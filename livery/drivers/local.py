@@ -31,9 +31,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+import psutil
 
 from ..models.config import CONFIG_FILE_NAME
 from ..store.local import LocalStore
@@ -215,13 +216,57 @@ def app_environment(base: dict[str, str], spec: AppSpec, secret: dict[str, str],
     return environment
 
 
+class AppHandle(Protocol):
+    """A started tenant app process, as `asyncio.subprocess.Process` exposes it."""
+
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+class AppLauncher(Protocol):
+    """Starts one tenant app process listening on 127.0.0.1:`port`, its output appended to `log_path`."""
+
+    async def start(self, environment: dict[str, str], port: int, log_path: Path) -> AppHandle: ...
+
+
+class CommandLauncher:
+    """Starts each app as a new process running `command --host 127.0.0.1 --port PORT`."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+
+    async def start(self, environment: dict[str, str], port: int, log_path: Path) -> AppHandle:
+        with open(log_path, "ab") as log:
+            return await asyncio.create_subprocess_exec(
+                *self.command,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                env=environment,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+
+
 class AppProcess:
     """One tenant app process, kept running with backoff until `stop` is called."""
 
     def __init__(
         self,
         tenant: str,
-        command: list[str],
+        launcher: AppLauncher,
         environment: dict[str, str],
         folder: Path,
         routes: RoutingTable,
@@ -229,14 +274,14 @@ class AppProcess:
         record_event: Callable[[str, EventType, str, str], Any],
     ) -> None:
         self.tenant = tenant
-        self.command = command
+        self.launcher = launcher
         self.environment = environment
         self.fingerprint = fingerprint(environment)
         self.folder = folder
         self.routes = routes
         self.on_change = on_change
         self.record_event = record_event
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: AppHandle | None = None
         self.ready = False
         self.keep_running = True
         self.restarts = 0
@@ -255,6 +300,10 @@ class AppProcess:
             except OSError as exc:
                 self.last_exit = f"could not start: {exc}"
                 logger.error("tenant %s: the app could not start: %s", self.tenant, exc)
+            except Exception:
+                # Supervision must go on whatever failed, or the tenant would stay down for good.
+                self.last_exit = "failed in its supervisor"
+                logger.exception("tenant %s: supervising the app failed", self.tenant)
             if not self.keep_running:
                 break
             if time.monotonic() - started > HEALTHY_AFTER_SECONDS:
@@ -270,21 +319,8 @@ class AppProcess:
     async def _run_once(self) -> None:
         port = free_port()
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / LOG_FILE_NAME, "ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.command,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                env=self.environment,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-        (self.folder / PID_FILE_NAME).write_text(f"{self.process.pid}\n", encoding="utf-8")
+        self.process = await self.launcher.start(self.environment, port, self.folder / LOG_FILE_NAME)
+        write_pid_file(self.folder / PID_FILE_NAME, self.process.pid)
         backend = Backend(port)
         self.routes.set_backend(self.tenant, backend)
 
@@ -356,12 +392,14 @@ class LocalDriver(Driver):
         data_dir: Path,
         routes: RoutingTable,
         *,
-        app_command: list[str],
+        app_command: list[str] | None = None,
+        launcher: AppLauncher | None = None,
         base_environment: dict[str, str] | None = None,
         app_settings: dict[str, str] | None = None,
         on_change: Callable[[str], None] | None = None,
     ) -> None:
-        """`app_command` runs `livery tenant-app`; the driver appends `--host` and `--port`.
+        """`launcher` starts the app processes. Without it, each app runs `app_command`
+        (`livery tenant-app`), to which the driver appends `--host` and `--port`.
 
         `app_settings` are extra `LIVERY_*` variables for every app, such as
         the base domain and Redis URL. The driver calls `on_change` with the
@@ -370,7 +408,11 @@ class LocalDriver(Driver):
         self.store = store
         self.data_dir = data_dir
         self.routes = routes
-        self.app_command = app_command
+        if launcher is None:
+            if app_command is None:
+                raise ValueError("LocalDriver needs app_command or launcher")
+            launcher = CommandLauncher(app_command)
+        self.launcher = launcher
         self.base_environment = dict(os.environ if base_environment is None else base_environment)
         self.app_settings = dict(app_settings or {})
         self.on_change = on_change or (lambda tenant: None)
@@ -425,7 +467,7 @@ class LocalDriver(Driver):
             kill_stale_process(tenant_folder(self.data_dir, spec.tenant))
             current = AppProcess(
                 spec.tenant,
-                self.app_command,
+                self.launcher,
                 environment,
                 tenant_folder(self.data_dir, spec.tenant),
                 self.routes,
@@ -480,24 +522,34 @@ class LocalDriver(Driver):
         await asyncio.gather(*(self._stop(tenant, grace) for tenant in tenants))
 
 
-def kill_stale_process(folder: Path) -> None:
-    """Kill a tenant app left running by a runtime that died, found through its pid file.
-
-    The pid is trusted only when that process still runs a `tenant-app`
-    command with this tenant's config file, since pids are reused.
-    """
-    pid_file = folder / PID_FILE_NAME
+def write_pid_file(path: Path, pid: int) -> None:
+    """Record the app's pid with its start time, which tells it apart from a later process with the same pid."""
     try:
-        pid = int(pid_file.read_text(encoding="utf-8").strip())
-    except (FileNotFoundError, ValueError):
-        return
-    import psutil
+        started = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return  # It already exited, so there is nothing a later run could kill.
+    path.write_text(f"{pid} {started!r}\n", encoding="utf-8")
 
-    with contextlib.suppress(psutil.Error):
-        process = psutil.Process(pid)
-        config = process.environ().get("LIVERY_TENANT_CONFIG", "")
-        if "tenant-app" in " ".join(process.cmdline()) and config == str(folder / CONFIG_FILE_NAME):
-            logger.warning("killing tenant app process %d left over from a previous run", pid)
+
+def running_app(pid_file: Path) -> psutil.Process | None:
+    """Return the process a pid file names while it still runs, or None."""
+    try:
+        pid_text, started_text = pid_file.read_text(encoding="utf-8").split()
+        process = psutil.Process(int(pid_text))
+        if process.create_time() != float(started_text) or process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process
+    except (FileNotFoundError, ValueError, psutil.Error):
+        return None
+
+
+def kill_stale_process(folder: Path) -> None:
+    """Kill a tenant app left running by a runtime that died, found through its pid file."""
+    pid_file = folder / PID_FILE_NAME
+    process = running_app(pid_file)
+    if process is not None:
+        logger.warning("killing tenant app process %d left over from a previous run", process.pid)
+        with contextlib.suppress(psutil.Error):
             process.kill()
             process.wait(5)
     pid_file.unlink(missing_ok=True)

@@ -1,5 +1,6 @@
-"""`python -m livery_runtime` runs the `livery` command; the runtime starts tenant apps this way."""
+"""`python -m livery_runtime` runs the `livery` command."""
 
 from .cli import main
 
-main()
+if __name__ == "__main__":
+    main()

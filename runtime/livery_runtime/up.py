@@ -201,6 +201,7 @@ class Runtime:
         from livery.store.local import LocalStore
 
         from .gateway import Gateway
+        from .launcher import ForkLauncher
         from .loop import ReconcileLoop
 
         control_url = await self._database_url()
@@ -216,7 +217,7 @@ class Runtime:
             self.store,
             self.data_dir,
             routes,
-            app_command=tenant_app_command(),
+            launcher=ForkLauncher(),
             app_settings=app_settings,
         )
         reconcile_settings = ReconcileSettings(
@@ -297,16 +298,6 @@ class EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def tenant_app_command() -> list[str]:
-    """Return the command that runs one tenant app; the driver appends `--host` and `--port`."""
-    from .cli import app
-
-    if any(command.name == "tenant-app" for command in app.registered_commands):
-        return [sys.executable, "-m", "livery_runtime", "tenant-app"]
-    # TODO: remove once `livery tenant-app` is registered; uvicorn runs the same app factory meanwhile.
-    return [sys.executable, "-m", "uvicorn", "--factory", "livery_tenant_app.app:create_app", "--no-access-log"]
 
 
 def secret_value(value: Any) -> str | None:

@@ -15,6 +15,8 @@ import httpx
 import psutil
 from sqlalchemy.engine import make_url
 
+from livery.drivers.local import running_app
+
 from .servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -133,17 +135,19 @@ class RuntimeProcess:
         return httpx.get(self.gateway_url + path, headers=headers, timeout=30, **kwargs)
 
     def tenant_app_processes(self) -> dict[str, list[int]]:
-        """Return the pids of the tenant app processes of this data folder, by tenant."""
+        """Return the pids of the running tenant app processes of this data folder, by tenant, from their pid files."""
         found: dict[str, list[int]] = {}
-        marker = str(self.data_dir / "tenants")
-        for process in psutil.process_iter(["pid"]):
-            try:
-                environment = process.environ()
-            except (psutil.Error, OSError):
-                continue
-            if environment.get("LIVERY_TENANT_CONFIG", "").startswith(marker):
-                found.setdefault(environment["LIVERY_TENANT"], []).append(process.pid)
+        for pid_file in sorted((self.data_dir / "tenants").glob("*/app.pid")):
+            process = running_app(pid_file)
+            if process is not None:
+                found.setdefault(pid_file.parent.name, []).append(process.pid)
         return found
+
+
+def app_processes_named(tenant: str) -> list[int]:
+    """Return the pids of every process named like a forked app of `tenant`, whatever started it."""
+    name = f"livery:{tenant}"[:15]
+    return [process.pid for process in psutil.process_iter(["name"]) if process.info["name"] == name]
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1, message: str = "") -> Any:

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from livery.database.provisioner import DatabaseProvisioner
 
-from .runtime_process import REPO_ROOT, RuntimeProcess, database_url, phase_of, status_of, tenant_page, wait_for
+from .runtime_process import REPO_ROOT, RuntimeProcess, app_processes_named, database_url, phase_of, status_of, tenant_page, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,9 @@ def test_sigkill_during_provisioning_then_restart_converges(control_database: st
     before = secrets_in_store(control_database)
 
     first.kill()
-    wait_for(lambda: first.tenant_app_processes() == {}, 15, message="orphaned tenant apps to exit")
+    wait_for(
+        lambda: all(not app_processes_named(name) for name in TENANTS), 15, message="orphaned tenant apps to exit"
+    )
     second = RuntimeProcess(tmp_path / "data", control_database)
     second.start()
     try:
@@ -80,12 +82,14 @@ def test_sigkill_during_provisioning_then_restart_converges(control_database: st
             wait_for(lambda: tenant_page(second, f"{name}.localhost"), READY_TIMEOUT_SECONDS, message=f"{name} served")
             wait_for(lambda: phase_of(second, name) == "Ready", READY_TIMEOUT_SECONDS, message=f"{name} Ready")
         processes = second.tenant_app_processes()
+        named = {name: app_processes_named(name) for name in TENANTS}
         after = secrets_in_store(control_database)
     finally:
         second.stop()
 
     assert sorted(processes) == sorted(TENANTS)
-    assert all(len(pids) == 1 for pids in processes.values()), processes
+    for name in TENANTS:
+        assert named[name] == processes[name]
     for name, secret in before.items():
         changed = sorted(key for key, value in secret.items() if after[name].get(key) != value)
         assert changed == [], f"secret keys of {name} changed across the crash"
