@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,8 @@ import httpx
 import pytest
 import yaml
 from k8s_emulator_server import LiveryKubernetesEmulator, ResourceType
+
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRD_DIRECTORY = REPO_ROOT / "crds"
@@ -81,7 +84,9 @@ class KubeCluster:
     def _run(self) -> None:
         try:
             asyncio.run(self._serve())
-        except BaseException as error:  # the starting thread raises it from start()
+        except BaseException as error:  # start() raises it when it happens before the server is up
+            if self._started.is_set():
+                logger.exception("the Kubernetes emulator at %s stopped with an error", self.url)
             self._startup_error = error
             self._started.set()
 
@@ -106,7 +111,7 @@ class KubeCluster:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "livery-emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "livery-emulator", "user": {"token": "emulator-accepts-any-token"}}],
+            "users": [{"name": "livery-emulator", "user": {}}],  # the emulator checks no credentials
             "contexts": [
                 {
                     "name": "livery-emulator",
