@@ -282,9 +282,12 @@ def record_apply(
 
 
 def applied_paths(config: dict[str, Any], subresource: str | None, resource_type: ResourceType) -> set[FieldPath]:
+    """Return the paths an apply sets: only status through /status, and no status through the main resource."""
     paths = leaf_paths(config, resource_type)
     if subresource == "status":
         return {path for path in paths if path[0] == "f:status"}
+    if resource_type.status_subresource:
+        return {path for path in paths if path[0] != "f:status"}
     return paths
 
 

@@ -225,3 +225,13 @@ def test_apply_drops_container_it_stopped_applying(http: httpx.Client) -> None:
 
     assert response.status_code == 200
     assert [container["name"] for container in response.json()["spec"]["template"]["spec"]["containers"]] == ["app"]
+
+
+def test_apply_ignores_status_on_main_resource(http: httpx.Client) -> None:
+    manifest = {**tenant_manifest("acme"), "status": {"phase": "Ready"}}
+
+    response = apply(http, manifest, "livery-control-api")
+
+    assert response.status_code == 201
+    assert "status" not in response.json()
+    assert "f:status" not in response.json()["metadata"]["managedFields"][0]["fieldsV1"]
