@@ -57,7 +57,7 @@ async def loop(scratch_database: str, postgres_url: str, tmp_path: Path) -> Asyn
     await store.close()
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 90.0) -> Any:
     """Await `check()` until it returns a true value, and return it."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
