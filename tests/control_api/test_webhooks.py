@@ -371,3 +371,25 @@ async def test_failed_meter_event_is_resent(stripe_api, local_store, stripe_serv
     assert stripe_server.meter_events[report["id"]]["payload"]["value"] == "5"
     async with stripe_api.context.sessions() as session:
         assert (await session.get(UsageRecord, report["id"])).meter_event_sent is True
+
+
+async def test_second_checkout_is_refused(stripe_api):
+    tenant, customer, subscription = await provisioned_paid_tenant(stripe_api)
+    active = subscription_object(subscription, customer, "active", PRO_PRICE, tenant, int(time.time()))
+    await post_event(stripe_api, stripe_event("customer.subscription.updated", active, int(time.time()) + 200))
+    headers = {"Authorization": f"Bearer {await stripe_api.token(f'{tenant}@example.com')}"}
+
+    response = await stripe_api.http.post(f"/v1/tenants/{tenant}/billing/checkout", json={"plan": "enterprise"}, headers=headers)
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "subscription_exists"
+
+
+async def test_free_tenant_upgrades_through_checkout(stripe_api, stripe_server):
+    tenant, owner = await stripe_api.owner(plan="free")
+
+    response = await stripe_api.http.post(f"/v1/tenants/{tenant}/billing/checkout", json={"plan": "pro"}, headers=owner)
+
+    assert response.status_code == 200
+    assert response.json()["url"].startswith("https://checkout.stripe.com/")
+    assert stripe_server.checkout_sessions[-1]["form"]["metadata[plan]"] == "pro"

@@ -133,6 +133,12 @@ async def checkout(
         )
 
     billing = await session.get(TenantBilling, name)
+    if billing is not None and billing.subscription_status in ("active", "trialing", "past_due"):
+        # A second Checkout would start a second subscription and bill the customer twice.
+        raise Conflict(
+            f"tenant {name!r} already has a subscription; change its plan in the billing portal",
+            field="plan", code="subscription_exists",
+        )
     base = context.settings.public_url.rstrip("/")
     try:
         session_info = await context.billing.create_checkout_session(
