@@ -7,6 +7,7 @@ steps depend on their methods only: `livery.database.DatabaseProvisioner` and
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import time
 from collections.abc import Iterator, Mapping
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..drivers.base import Driver
+
+logger = logging.getLogger("livery.reconcile")
 
 
 class Provisioner(Protocol):
@@ -74,15 +77,25 @@ class Collaborators:
     provisioner: Provisioner
     storage: SnapshotStorage | None = None
     observer: StepObserver = field(default_factory=NullObserver)
+    tenant: str = ""
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
-        """Report the step's duration and outcome to the observer, re-raising any error."""
+        """Log the step's outcome and report it with its duration to the observer, re-raising any error.
+
+        Success is logged at DEBUG, because drift checks repeat every step; failures at WARNING.
+        Messages of `ReconcileError` are already free of secrets.
+        """
         started = time.perf_counter()
         try:
             yield
         except Exception as exc:
+            seconds = time.perf_counter() - started
             reason = getattr(exc, "reason", type(exc).__name__)
-            self.observer.step_finished(step, reason, time.perf_counter() - started)
+            message = getattr(exc, "message", type(exc).__name__)
+            logger.warning("tenant %s: %s failed after %.3f s (%s): %s", self.tenant, step, seconds, reason, message)
+            self.observer.step_finished(step, reason, seconds)
             raise
-        self.observer.step_finished(step, "success", time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        logger.debug("tenant %s: %s succeeded in %.3f s", self.tenant, step, seconds)
+        self.observer.step_finished(step, "success", seconds)

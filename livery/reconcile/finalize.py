@@ -59,7 +59,7 @@ async def finalize_tenant(
     observer: StepObserver | None = None,
 ) -> ReconcileResult:
     """Apply `spec.deletionPolicy` to the tenant's data, then remove its app, routing and secret."""
-    parts = Collaborators(driver=driver, provisioner=provisioner, storage=storage)
+    parts = Collaborators(driver=driver, provisioner=provisioner, storage=storage, tenant=tenant.name)
     if observer is not None:
         parts.observer = observer
     previous = tenant.status or TenantStatus()

@@ -82,7 +82,7 @@ async def reconcile_tenant(
     creationTimestamp); hosts claimed by another tenant are not served. The caller
     persists the returned status and runs again after `retry_after` seconds.
     """
-    parts = Collaborators(driver=driver, provisioner=provisioner, storage=storage)
+    parts = Collaborators(driver=driver, provisioner=provisioner, storage=storage, tenant=tenant.name)
     if observer is not None:
         parts.observer = observer
     outcome = _Outcome(tenant=tenant, previous=tenant.status or TenantStatus())

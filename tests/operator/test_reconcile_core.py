@@ -223,3 +223,18 @@ async def test_crash_after_any_call_converges(isolation, make_tenant, plans, pro
     assert len(passwords) == 1
     assert driver.secrets[tenant.name][SECRET_DATABASE_PASSWORD] in passwords
     assert role_count(postgres_url, "tenant_" + tenant.name.replace("-", "_")) == 1
+
+
+async def test_logs_name_steps_but_no_secrets(make_tenant, plans, caplog):
+    tenant = make_tenant(unique_name("logs"), "pro")
+    unreachable = DatabaseProvisioner("postgresql://admin:logsecretpw@127.0.0.1:1/postgres", connect_timeout=1)
+    driver = MemoryDriver()
+
+    with caplog.at_level("DEBUG", logger="livery.reconcile"):
+        await run(tenant, plans["pro"], driver, unreachable)
+
+    password = driver.secrets[tenant.name][SECRET_DATABASE_PASSWORD]
+    assert f"tenant {tenant.name}: ensure_secret succeeded" in caplog.text
+    assert f"tenant {tenant.name}: ensure_database failed" in caplog.text
+    assert "logsecretpw" not in caplog.text
+    assert password not in caplog.text
