@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from livery.settings import CommonSettings
 
@@ -62,6 +63,10 @@ class ControlApiSettings(CommonSettings):
         default=65536, ge=8, le=4 * 1024 * 1024, description="argon2id memory per hash, in KiB."
     )
     password_hash_parallelism: int = Field(default=4, ge=1, le=64, description="argon2id lanes.")
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For names the client.",
+    )
     environment: Literal["development", "production"] = Field(
         default="development", description="production refuses placeholder secrets."
     )
@@ -75,6 +80,20 @@ class ControlApiSettings(CommonSettings):
         if self.stripe_api_key is not None and self.stripe_webhook_secret is None:
             raise ValueError("stripe_webhook_secret is required when stripe_api_key is set")
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return value
+
+    @property
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(part.strip(), strict=False) for part in self.trusted_proxies.split(",") if part.strip()]
 
     @property
     def billing_enabled(self) -> bool:

@@ -426,3 +426,30 @@ async def test_logo_with_wrong_content_is_rejected(api):
 
     assert response.status_code == 422
     assert response.json()["error"]["field"] == "file"
+
+
+class FakeRequest:
+    def __init__(self, peer: str, forwarded: str, trusted: str) -> None:
+        from types import SimpleNamespace
+
+        from .conftest import api_settings
+
+        settings = api_settings("postgresql://unused/none", trusted_proxies=trusted)
+        self.client = SimpleNamespace(host=peer)
+        self.headers = {"x-forwarded-for": forwarded}
+        self.app = SimpleNamespace(state=SimpleNamespace(context=SimpleNamespace(settings=settings)))
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "expected"),
+    [
+        ("10.0.0.5", "203.0.113.7", "10.0.0.0/8", "203.0.113.7"),
+        ("10.0.0.5", "198.51.100.1, 203.0.113.7", "10.0.0.0/8", "203.0.113.7"),
+        ("203.0.113.9", "198.51.100.1", "10.0.0.0/8", "203.0.113.9"),
+        ("10.0.0.5", "203.0.113.7", "", "10.0.0.5"),
+    ],
+)
+async def test_client_address_trusts_only_proxies(peer, forwarded, trusted, expected):
+    from livery_control_api.routers.accounts import client_address
+
+    assert client_address(FakeRequest(peer, forwarded, trusted)) == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import ipaddress
 import logging
 
 from fastapi import APIRouter, Form, Query, Request, Response
@@ -62,7 +63,28 @@ async def signup(body: SignupRequest, context: Context, session: Session, respon
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """Return the client's IP address, read from X-Forwarded-For only behind a configured trusted proxy.
+
+    The header is read from the right: the first address that is not a trusted
+    proxy is the client, so a client cannot pick its own address by sending the header.
+    """
+    peer = request.client.host if request.client else "unknown"
+    networks = request.app.state.context.settings.proxy_networks
+    if not networks or not _is_trusted(peer, networks):
+        return peer
+    forwarded = [part.strip() for part in request.headers.get("x-forwarded-for", "").split(",") if part.strip()]
+    for address in reversed(forwarded):
+        if not _is_trusted(address, networks):
+            return address
+    return forwarded[0] if forwarded else peer
+
+
+def _is_trusted(address: str, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 @router.post("/auth/token", response_model=TokenResponse)
