@@ -42,7 +42,10 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     for name, value in scope["headers"]:
         headers.setdefault(name.decode(), []).append(value.decode())
     body = json.dumps({"path": scope["path"], "query": scope["query_string"].decode(), "headers": headers, "size": size})
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    response_headers = [(b"content-type", b"application/json")]
+    if scope["path"] == "/set-cookie":
+        response_headers += [(b"set-cookie", b"session=one; Path=/"), (b"set-cookie", b"theme=dark; Path=/")]
+    await send({"type": "http.response.start", "status": 200, "headers": response_headers})
     await send({"type": "http.response.body", "body": body.encode()})
 
 
@@ -140,6 +143,25 @@ def test_forged_forwarded_host_does_not_route(gateway: str) -> None:
     response = get(gateway, "app.internal:4000", headers={"X-Forwarded-Host": "acme.localhost"})
 
     assert response.status_code == 404
+
+
+def test_app_sees_only_client_headers(gateway: str) -> None:
+    response = httpx.get(gateway + "/", headers={"Host": "acme.localhost"})
+
+    assert response.status_code == 200
+    headers = response.json()["headers"]
+    assert headers["user-agent"] == [f"python-httpx/{httpx.__version__}"]
+    assert headers["accept"] == ["*/*"]
+
+
+def test_cookies_never_shared_between_clients(gateway: str) -> None:
+    first = get(gateway, "acme.localhost", path="/set-cookie")
+    second = httpx.get(gateway + "/", headers={"Host": "shop.acme.example.com"})
+
+    assert first.status_code == 200
+    assert first.headers.get_list("set-cookie") == ["session=one; Path=/", "theme=dark; Path=/"]
+    assert second.status_code == 200
+    assert "cookie" not in second.json()["headers"]
 
 
 def test_request_body_is_streamed(gateway: str) -> None:
