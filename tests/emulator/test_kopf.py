@@ -1,4 +1,4 @@
-"""kopf runs against the emulator: its finalizer goes on at creation and off at deletion."""
+"""kopf runs against the emulator: its finalizer goes on at creation and off at deletion, and its events are stored."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from emulator_helpers import TENANTS, create_tenant
 DEADLINE_SECONDS = 15
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
+def wait_for(condition: Callable[[], bool], description: str) -> None:
     deadline = time.monotonic() + DEADLINE_SECONDS
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {DEADLINE_SECONDS} s waiting for {what}")
+            raise AssertionError(f"timed out after {DEADLINE_SECONDS} s waiting for {description}")
         time.sleep(0.05)
 
 
@@ -47,8 +47,9 @@ def operator(request: pytest.FixtureRequest, kube_clean: Any, monkeypatch: pytes
             return kube_clean.connection_info()
 
     @kopf.on.create(*TENANTS, registry=registry)
-    def created(name: str, **_: Any) -> None:
+    def created(name: str, body: kopf.Body, **_: Any) -> None:
         calls.append(f"create {name}")
+        kopf.info(body, reason="Created", message=f"tenant {name} created")
 
     @kopf.on.delete(*TENANTS, registry=registry)
     def deleted(name: str, **_: Any) -> None:
@@ -56,7 +57,6 @@ def operator(request: pytest.FixtureRequest, kube_clean: Any, monkeypatch: pytes
 
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
-    settings.posting.enabled = False
     settings.watching.server_timeout = 60
     settings.watching.initial_streaming = use_kubeconfig
 
@@ -85,3 +85,13 @@ def test_kopf_finalizer_added_and_released(operator: list[str], custom: kubernet
 
     wait_for(lambda: not custom.list_cluster_custom_object(*TENANTS)["items"], "the tenant to disappear")
     assert operator == ["create acme", "delete acme"]
+
+
+def test_kopf_posts_events_for_handlers(operator: list[str], custom: kubernetes.client.CustomObjectsApi, kube_clean: Any) -> None:
+    create_tenant(custom, "acme")
+
+    wait_for(lambda: any(event["involvedObject"]["name"] == "acme" for event in kube_clean.list("events")), "an event about acme")
+
+    events = [event for event in kube_clean.list("events") if event["involvedObject"]["name"] == "acme"]
+    assert [(event["reason"], event["message"]) for event in events] == [("Created", "tenant acme created")]
+    assert events[0]["metadata"]["namespace"] == "default"
