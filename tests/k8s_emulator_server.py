@@ -12,12 +12,13 @@ the clients rely on:
 - 409 Conflict for a stale `metadata.resourceVersion` and for an existing name,
   422 when a JSON patch `test` operation fails (kopf reads 422 as "retry later"),
   404 with a `Status` body for missing objects.
-- Merge, JSON, strategic merge (as merge) and server-side apply patches, and
+- Merge, JSON, strategic merge and server-side apply patches, and
   `managedFields` with apply conflicts between field managers.
 - The `status` subresource, deletion with finalizers, namespace termination and
   garbage collection through `ownerReferences`.
-- Label and field selectors on lists, watches and collection deletes, and watch
-  streams that resume from a `resourceVersion`.
+- Label and field selectors on lists, watches and collection deletes, paged
+  lists, and watch streams that resume from a `resourceVersion` and carry
+  bookmarks.
 - Pruning, defaulting, OpenAPI validation and CEL rules of the CRDs in `crds/`,
   and server defaults of Secrets, Deployments and Services.
 
