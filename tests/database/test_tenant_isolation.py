@@ -365,6 +365,7 @@ async def test_shared_policy_uses_tenant_index(shared_pair):
     scans = [node for node in plan_nodes(plan[0]["Plan"]) if "Index Name" in node]
     assert scans, plan
     assert "tenant_id" in scans[0].get("Index Cond", ""), scans[0]
+    assert "Filter" not in scans[0], scans[0]
 
 
 def plan_nodes(node: dict):

@@ -16,7 +16,7 @@ from livery_tenant_app.db import Base
 
 
 def test_head_revision_names_latest_migration():
-    assert HEAD_REVISION == "0002"
+    assert HEAD_REVISION == "0003"
 
 
 def test_concurrent_apply_migrations_run_once(scratch_database):
