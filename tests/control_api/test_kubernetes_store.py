@@ -128,3 +128,21 @@ async def test_branding_through_kubernetes_store(kube_api, kube):
 
     assert response.status_code == 200, response.text
     assert kube.get("tenants", tenant)["spec"]["branding"] == {"accentColor": "#abcdef"}
+
+
+async def test_events_of_tenant_are_listed(kube_store, kube):
+    name = unique_name()
+    await kube_store.apply_tenant(name, {"displayName": "Kube Corp", "plan": "free"}, CONTROL_API_FIELD_MANAGER)
+    for index, involved in enumerate([name, unique_name()]):
+        kube.create("events", {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{name}.{index}", "namespace": "default"},
+            "involvedObject": {"apiVersion": "livery.dev/v1alpha1", "kind": "Tenant", "name": involved},
+            "reason": "Provisioned", "message": f"event {index}", "type": "Normal", "count": 1,
+            "lastTimestamp": "2026-12-04T10:00:00Z",
+        }, namespace="default")
+
+    events = await kube_store.tenant_events(name)
+
+    assert [event.message for event in events] == ["event 0"]
+    assert events[0].reason == "Provisioned"

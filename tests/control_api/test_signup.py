@@ -140,3 +140,19 @@ async def test_store_failure_leaves_no_account(api, monkeypatch):
         assert await session.get(Signup, tenant) is None
     retry, _, _ = await api.signup(tenant=tenant, email=email)
     assert retry.status_code == 201
+
+
+async def test_concurrent_signups_create_one_tenant(api):
+    import asyncio
+
+    tenant, email = unique_name(), f"{unique_name()}@example.com"
+
+    responses = await asyncio.gather(*(api.signup(tenant=tenant, email=email) for _ in range(4)))
+
+    codes = sorted(response.status_code for response, _, _ in responses)
+    assert codes.count(201) == 1
+    assert set(codes) <= {200, 201, 409}
+    async with api.context.sessions() as session:
+        accounts = await session.scalar(select(func.count()).select_from(Account).where(Account.email == email))
+    assert accounts == 1
+    assert (await api.context.store.get_tenant(tenant)).spec.owner.email == email
