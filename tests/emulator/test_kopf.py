@@ -120,7 +120,7 @@ def run_kopf_with_flaky_handler(kube: Any, storage: kopf.ProgressStorage) -> lis
     def flaky(retry: int, **_: Any) -> None:
         retries.append(retry)
         if len(retries) == 1:
-            raise kopf.TemporaryError("not yet", delay=0.1)
+            raise kopf.TemporaryError("fails on the first call", delay=0.1)
 
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
@@ -134,7 +134,7 @@ def run_kopf_with_flaky_handler(kube: Any, storage: kopf.ProgressStorage) -> lis
 def test_kopf_progress_in_status_is_pruned(kube_clean: Any) -> None:
     retries = run_kopf_with_flaky_handler(kube_clean, kopf.StatusProgressStorage())
 
-    # The API server drops status.kopf, so kopf forgets the failed attempt.
+    # The API server drops status.kopf, so kopf loses the record of the failed attempt.
     assert retries[:2] == [0, 0]
 
 
