@@ -20,7 +20,8 @@ The three isolation modes:
 NOTE: tenant roles can still connect to databases that grant CONNECT to
 PUBLIC (such as `postgres`) and read the system catalogs there, which list
 other databases and role names. Revoke CONNECT on those databases from PUBLIC
-on servers that host tenants.
+on servers that host tenants. In shared mode, `pg_class.reltuples` also shows
+every tenant the approximate total row count of each shared table.
 """
 
 from __future__ import annotations

@@ -372,3 +372,22 @@ def plan_nodes(node: dict):
     yield node
     for child in node.get("Plans", []):
         yield from plan_nodes(child)
+
+
+async def test_shared_statistics_hidden_from_tenant(shared_pair, admin):
+    acme, globex = shared_pair
+    globex_db = tenant_database(globex)
+    try:
+        for number in range(20):
+            await add_user(globex_db, f"user{number}@globex.test")
+    finally:
+        await globex_db.dispose()
+    with admin("livery_shared") as connection:
+        connection.execute("ANALYZE users")
+        visible_to_admin = connection.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'users'").fetchone()[0]
+
+    with psycopg.connect(acme.app_url) as connection:
+        visible = connection.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'users'").fetchone()[0]
+
+    assert visible_to_admin > 0
+    assert visible == 0
