@@ -156,6 +156,13 @@ async def test_shared_tenant_cannot_alter_or_disable_security(shared_pair):
             connection.execute("ALTER TABLE users DISABLE ROW LEVEL SECURITY")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             connection.execute("SET ROLE livery_shared_owner")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute("TRUNCATE users CASCADE")
+        connection.execute("SET row_security = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
+            connection.execute("SELECT count(*) FROM users")
+
+    assert "row-level security" in str(raised.value)
 
 
 async def gateway_role(admin, *tenant_roles: str, database: str) -> str:
