@@ -132,8 +132,7 @@ class Gateway:
         self.read_timeout = read_timeout
         self._session: aiohttp.ClientSession | None = None
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
+    def client_session(self) -> aiohttp.ClientSession:
         """Return the client session, made on first use on the running event loop.
 
         Its cookie jar stores nothing: a cookie one client's response set must
@@ -158,16 +157,11 @@ class Gateway:
         elif scope["type"] == "lifespan":
             await self.handle_lifespan(receive, send)
 
-    def open_session(self) -> None:
-        """Make the client session now, on the event loop that serves the gateway."""
-        if self._session is None:
-            logger.debug("gateway: client session opened with %s", type(self.session.cookie_jar).__name__)
-
     async def handle_lifespan(self, receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.open_session()
+                self.client_session()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._session is not None:
@@ -202,7 +196,7 @@ class Gateway:
         # encoded=True keeps the client's path bytes as they are, with no re-quoting.
         url = URL(f"http://127.0.0.1:{resolution.port}{target.decode('latin-1')}", encoded=True)
         try:
-            response = await self.session.request(
+            response = await self.client_session().request(
                 scope["method"],
                 url,
                 headers=headers,
@@ -236,7 +230,7 @@ class Gateway:
         raw_host, host = request_host(scope)
         resolution = self.routes.resolve(host)
         if resolution.action != "proxy":
-            # 4404 and 4503 mirror the HTTP answers for an unknown and an unavailable tenant.
+            # 4404 and 4503 mirror the HTTP status codes for an unknown and an unavailable tenant.
             await send({"type": "websocket.close", "code": 4404 if resolution.action == "unknown" else 4503})
             return
 
@@ -249,7 +243,7 @@ class Gateway:
             if name not in WEBSOCKET_SKIPPED
         ]
         try:
-            # The URI carries the client's Host header; host and port say where to connect.
+            # The URI carries the client's Host header, and host and port select where to connect.
             backend = await connect(
                 f"ws://{raw_host}{target.decode('latin-1')}",
                 host="127.0.0.1",
