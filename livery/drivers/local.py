@@ -523,7 +523,7 @@ class LocalDriver(Driver):
 
 
 def write_pid_file(path: Path, pid: int) -> None:
-    """Record the app's pid with its start time, which tells it apart from a later process with the same pid."""
+    """Record the app's pid with its start time, so a later process that reuses the pid is not mistaken for it."""
     try:
         started = psutil.Process(pid).create_time()
     except psutil.Error:

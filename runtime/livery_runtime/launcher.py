@@ -78,11 +78,12 @@ def serve_tenant_app(environment: dict[str, str], port: int, log_path: str, runt
 
 
 def release_fork_server() -> None:
-    """Close this child's copy of the pipe whose end tells the fork server that the runtime is gone.
+    """Close this child's copy of the write end of the fork server's liveness pipe.
 
-    multiprocessing hands every forked child the write end of that pipe, so
-    the fork server outlives a runtime killed by SIGKILL for as long as any
-    app runs, and the apps (which exit with the fork server) would never stop.
+    The fork server exits when every write end is closed. multiprocessing
+    hands a copy to every forked child, so after a SIGKILL of the runtime the
+    fork server would wait for the apps while the apps (which exit with the
+    fork server) wait for it.
     """
     from multiprocessing import forkserver
 
