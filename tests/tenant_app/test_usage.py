@@ -83,7 +83,7 @@ async def test_failed_batch_is_retried_with_the_same_ids(fake_api) -> None:
     reporter.record("users", 7)
 
     reporter.start()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while not fake.requests and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     await reporter.stop()
@@ -120,3 +120,27 @@ def test_unknown_metric_is_rejected() -> None:
 
     with pytest.raises(ValueError, match="users, storage_bytes, api_calls"):
         reporter.record("bandwidth", 1)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_app_reports_users_storage_and_api_calls(tenant_pair, fake_api) -> None:
+    from livery_tenant_app.app import create_app
+
+    fake, url = fake_api
+    acme, _ = tenant_pair
+    reporter = UsageReporter(acme.name, url, TOKEN)
+    app = create_app(acme.app.state.settings, storage=acme.app.state.files.storage, usage_reporter=reporter)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{acme.host}") as client:
+        signed_in = await client.get("/auth/link", params={"token": acme.login_token()})
+        uploaded = await client.post("/api/v1/files", files={"file": ("u.txt", b"12345", "text/plain")},
+                                     headers=acme.api_headers())
+    async with httpx.AsyncClient() as sender:
+        await reporter.flush(sender)
+    await app.state.tenant_database.dispose()
+
+    assert signed_in.status_code == 303
+    assert uploaded.status_code == 201
+    metrics = {report["metric"]: report["value"] for body in fake.requests for report in body["reports"]}
+    assert metrics["users"] >= 1
+    assert metrics["storage_bytes"] >= 5
+    assert metrics["api_calls"] == 1
