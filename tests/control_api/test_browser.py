@@ -60,3 +60,40 @@ def test_signup_then_change_brand_colour(console_server):
         expect(page.get_by_role("status")).to_have_text("Branding saved.")
         expect(page.get_by_label("Primary colour", exact=True)).to_have_value("#ff5500")
         browser.close()
+
+
+def test_console_shows_status_when_ready(console_server, control_database):
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from livery.models.tenant import TenantStatus
+    from livery.store.local import LocalStore
+
+    async def report_ready(tenant: str) -> None:
+        store = await LocalStore.open(control_database)
+        await store.update_tenant_status(tenant, TenantStatus(phase="Ready", url=f"http://{tenant}.livery.test"))
+        await store.close()
+
+    tenant = unique_name("web")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        page = browser.new_page()
+        page.goto(f"{console_server}/signup")
+        page.get_by_label("Instance name").fill(tenant)
+        page.get_by_label("Company name").fill("Status Corp")
+        page.get_by_label("Email").fill(f"{tenant}@example.com")
+        page.get_by_label("Password").fill("correct horse battery")
+        page.get_by_role("button", name="Create instance").click()
+        page.wait_for_url(f"**/console/{tenant}")
+        expect(page.get_by_role("button", name="Open my app")).to_be_disabled()
+
+        # Playwright's sync API runs an event loop in this thread, so the store gets its own thread.
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            executor.submit(asyncio.run, report_ready(tenant)).result(timeout=30)
+
+        expect(page.get_by_test_id("phase")).to_have_text("Ready", timeout=15_000)
+        expect(page.get_by_role("link", name=f"http://{tenant}.livery.test")).to_be_visible()
+        expect(page.get_by_role("button", name="Open my app")).to_be_enabled()
+        browser.close()

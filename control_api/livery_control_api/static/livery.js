@@ -51,4 +51,33 @@
       });
     });
   }
+
+  // Console: poll the tenant's status until provisioning settles and update it in place,
+  // so a form the user is filling in is never reloaded away.
+  var statusCard = document.querySelector("[data-status-url]");
+  var settled = ["Ready", "Suspended", "Failed"];
+  if (statusCard && settled.indexOf(statusCard.dataset.phase) < 0) {
+    var poll = setInterval(function () {
+      fetch(statusCard.dataset.statusUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (tenant) {
+          var status = tenant && tenant.status;
+          if (!status || !status.phase) { return; }
+          var phase = statusCard.querySelector("[data-testid=phase]");
+          phase.textContent = status.phase;
+          phase.className = "phase phase-" + status.phase.toLowerCase();
+          if (status.url) {
+            var link = document.createElement("a");
+            link.href = status.url;
+            link.textContent = status.url;
+            var urlCell = statusCard.querySelector("[data-testid=url]");
+            urlCell.replaceChildren(link);
+            var open = document.querySelector("form[action$='/open'] button");
+            if (open) { open.disabled = false; open.removeAttribute("aria-disabled"); }
+          }
+          if (settled.indexOf(status.phase) >= 0) { clearInterval(poll); }
+        })
+        .catch(function () { clearInterval(poll); });
+    }, 5000);
+  }
 })();
