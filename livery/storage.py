@@ -349,18 +349,23 @@ class LocalStorage(Storage):
 
     def _load_signing_key(self) -> bytes:
         path = self.root / SIGNING_KEY_FILE
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            pass
-        # O_EXCL makes the first of several starting processes the one that writes the key.
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_bytes()
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(secrets.token_hex(32).encode())
-        return path.read_bytes()
+        if not path.exists():
+            # The key is written to a temporary file and linked into place, so a
+            # process that starts at the same time never reads a half-written key.
+            partial = self._partial_path()
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(secrets.token_hex(32).encode())
+            try:
+                os.link(partial, path)
+            except FileExistsError:
+                pass
+            finally:
+                partial.unlink()
+        key = path.read_bytes().strip()
+        if len(key) < 32:
+            raise StorageError(f"the signing key file {path} is shorter than 32 bytes; delete it to create a new one")
+        return key
 
 
 class S3Storage(Storage):

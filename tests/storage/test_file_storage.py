@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -315,3 +316,34 @@ def test_local_write_leaves_no_partial_files(tmp_path):
 
     assert list((tmp_path / ".livery-partial").iterdir()) == []
     assert Path(tmp_path / "tenants" / "acme" / "a.txt").stat().st_size == 10000
+
+
+def test_local_signing_key_same_for_concurrent_starts(tmp_path):
+    storages: list[LocalStorage] = []
+    start = threading.Barrier(8)
+
+    def open_folder() -> None:
+        start.wait()
+        storages.append(LocalStorage(tmp_path))
+
+    threads = [threading.Thread(target=open_folder) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    storages[0].put_bytes("tenants/acme/a.txt", b"hello")
+    key, expires, signature = local_url_parts(storages[0].presigned_url("tenants/acme/a.txt", 60))
+
+    assert len(storages) == 8
+    for storage in storages:
+        assert storage.resolve_signed_path(key, expires, signature).read_bytes() == b"hello"
+
+
+def test_local_short_signing_key_rejected(tmp_path):
+    (tmp_path / ".livery-signing-key").write_bytes(b"")
+
+    with pytest.raises(StorageError) as raised:
+        LocalStorage(tmp_path)
+
+    assert "shorter than 32 bytes" in str(raised.value)
