@@ -1,7 +1,7 @@
 """The tenant app's database schema: Alembic migrations that work in every isolation mode.
 
 The database provisioner calls `apply_migrations` for each tenant (once per
-database in shared mode); the tenant app's `/readyz` compares the revision in
+database in shared mode). The tenant app's `/readyz` compares the revision in
 the database with `HEAD_REVISION`. The tables and their columns are the same in
 all three modes. Every row carries `tenant_id`, filled from the transaction's
 `livery.tenant` setting. In shared mode the migrations also force row-level

@@ -2,8 +2,8 @@
 
 Every migration that creates a tenant table calls `isolate_table` on it. In
 shared mode it forces row-level security with a policy that admits only rows
-of the transaction's tenant, and only to that tenant's own role; in the other
-modes the database or schema already isolates the tenant and it does nothing.
+of the transaction's tenant, and only to that tenant's own role. In the other
+modes the database or schema already isolates the tenant, so it does nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ POLICY_NAME = "tenant_isolation"
 
 # A row is visible when its tenant_id equals the transaction's tenant, and only
 # to that tenant's own role, so a tenant role that sets another tenant's name
-# still sees nothing. The role test sits inside the compared expression
+# gets no rows. The role test sits inside the compared expression
 # instead of being a second condition, so the planner sees one equality on
 # tenant_id: it estimates rows from tenant_id's statistics and uses indexes
 # that lead with tenant_id, as for a query filtered in application code. The

@@ -1,7 +1,7 @@
 """Index API keys by their public id (prefix) and users by creation order, per tenant.
 
 The tenant app finds an API key by its prefix on every API request and lists
-users oldest first; both indexes lead with `tenant_id`, so row-level security's
+users oldest first. Both indexes lead with `tenant_id`, so row-level security's
 tenant filter in shared mode uses them too.
 
 Revision ID: 0002

@@ -1,7 +1,7 @@
 """Rewrite the shared-mode policies as one equality on tenant_id.
 
 The first policies tested the role in a second condition, which the planner
-treated as a per-row filter with a default selectivity of 0.5%: it then
+treated as a per-row filter with a default selectivity of 0.5%. It then
 expected a handful of rows per tenant and sorted a whole tenant's rows instead
 of reading an index in order. The new predicate folds the role test into the
 value compared with tenant_id.

@@ -4,7 +4,7 @@ The tables are created by the Alembic migrations in `livery.tenant_schema`,
 which this module mirrors; `tests/database` checks that the two agree. Every
 table has the same columns in all three isolation modes. Each row carries
 `tenant_id`, filled by the database from the transaction's `livery.tenant`
-setting, so application code never sets it; in shared mode row-level
+setting, so application code never sets it. In shared mode row-level
 security restricts every query to that tenant.
 
 Primary keys are random UUIDs, so a tenant cannot learn how many rows other
