@@ -63,7 +63,7 @@ def apply_migrations(
     the migrations run as that role (`SET LOCAL ROLE`), so it owns what they
     create. The provisioner connects as its admin user and passes the tenant's
     role (or the shared owner role). In schema mode, `schema` is the tenant's
-    schema and holds the tables and the version table.
+    schema, which contains the tables and the version table.
 
     All migrations run in one transaction that first takes an advisory lock, so
     concurrent callers wait for each other and the second one finds the schema
