@@ -398,3 +398,16 @@ async def test_shared_statistics_hidden_from_tenant(shared_pair, admin):
 
     assert visible_to_admin > 0
     assert visible == 0
+
+
+async def test_statement_timeout_cancels_slow_query(provision_tenant):
+    info = await provision_tenant("shared")
+    database = tenant_database(info, statement_timeout_ms=100)
+    try:
+        with pytest.raises(DBAPIError) as raised:
+            async with database.session() as session:
+                await session.execute(text("SELECT pg_sleep(2)"))
+    finally:
+        await database.dispose()
+
+    assert isinstance(raised.value.orig, psycopg.errors.QueryCanceled)

@@ -51,7 +51,9 @@ class TenantDatabase:
     `url` is the tenant app role's URL (`LIVERY_DATABASE_URL`); `postgresql://`
     and `postgresql+psycopg://` both work. The pool keeps `pool_size`
     connections open and opens up to `max_overflow` more under load. A request
-    waits at most `pool_timeout` seconds for a connection.
+    waits at most `pool_timeout` seconds for a connection. With
+    `statement_timeout_ms`, PostgreSQL cancels any statement of a session that
+    runs longer, so one tenant's slow query cannot hold a shared server.
     """
 
     def __init__(
@@ -64,12 +66,16 @@ class TenantDatabase:
         pool_size: int = 5,
         max_overflow: int = 5,
         pool_timeout: float = 10.0,
+        statement_timeout_ms: int | None = None,
         echo: bool = False,
     ) -> None:
         if isolation not in ("database", "schema", "shared"):
             raise ValueError(f"isolation must be database, schema or shared, got {isolation!r}")
         if isolation == "schema" and not schema:
             raise ValueError("schema is required in schema mode (LIVERY_DB_SCHEMA)")
+        if statement_timeout_ms is not None and statement_timeout_ms <= 0:
+            raise ValueError(f"statement_timeout_ms must be positive, got {statement_timeout_ms}")
+        self.statement_timeout_ms = statement_timeout_ms
         self.isolation: Isolation = isolation
         self.default_context = TenantContext(tenant=tenant, schema=schema if isolation == "schema" else None)
         self.engine: AsyncEngine = create_async_engine(
@@ -111,6 +117,9 @@ class TenantDatabase:
             # The role goes first, so a failing switch stops the statement before anything else is set.
             settings.insert(0, "set_config('role', :role, true)")
             parameters["role"] = context.role
+        if self.statement_timeout_ms is not None:
+            settings.append("set_config('statement_timeout', :statement_timeout, true)")
+            parameters["statement_timeout"] = str(self.statement_timeout_ms)
         if self.isolation == "schema":
             if not context.schema:
                 raise ValueError(f"schema mode needs the schema of tenant {context.tenant!r}")
