@@ -303,8 +303,11 @@ def test_delete_applies_policy(policy, kube, operator, provisioner_probe, postgr
         archives = list(Path(operator.snapshots).rglob("*.dump"))
         archive = [path for path in archives if f"/{name}/" in str(path)]
         assert len(archive) == 1
+        with psycopg.connect(postgres_url) as connection:
+            server_version = connection.info.server_version
+        pg_restore = choose_pg_dump(server_version).with_name("pg_restore")
         listing = subprocess.run(
-            [str(choose_pg_dump(150000).with_name("pg_restore")), "--list", str(archive[0])],
+            [str(pg_restore), "--list", str(archive[0])],
             capture_output=True, text=True, check=True,
         )
         assert "TABLE" in listing.stdout
