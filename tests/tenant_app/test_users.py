@@ -168,3 +168,24 @@ async def test_repeated_wrong_passwords_get_429(tenant_pair) -> None:
     assert statuses[:10] == [401] * 10
     assert statuses[10] == 429
     assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_admin_cannot_deactivate_owner(tenant_pair) -> None:
+    _, globex = tenant_pair
+    email = f"admin-{uuid.uuid4().hex[:8]}@globex.example"
+    invitation = await globex.client.post("/api/v1/users/invitations", json={"email": email, "role": "admin"},
+                                          headers=globex.api_headers())
+    assert invitation.status_code == 201, invitation.text
+    accept_path = re.sub(r"^https?://[^/]+", "", invitation.json()["acceptUrl"])
+    users = await globex.client.get("/api/v1/users", headers=globex.api_headers())
+    owner = next(user for user in users.json()["items"] if user["role"] == "owner")
+
+    async with globex.anonymous_client() as browser:
+        csrf = await csrf_token_of(browser, accept_path)
+        await browser.post(accept_path, data={"csrf_token": csrf, "password": "admin password 1"})
+        csrf = await csrf_token_of(browser, "/products")
+        response = await browser.patch(f"/api/v1/users/{owner['id']}", json={"isActive": False},
+                                       headers={"X-CSRF-Token": csrf})
+
+    assert response.status_code == 403
+    assert "owner" in response.json()["error"]["message"]

@@ -150,10 +150,10 @@ async def update_user_route(user_id: str, body: UserUpdate, db: Db, identity: Ap
 
 
 def _check_role_change(actor: User, target: User, role: str | None) -> None:
-    if role is None or role == target.role:
-        return
-    if "owner" in (role, target.role) and actor.role != "owner":
-        raise AppError(403, "forbidden", "role: only the owner can grant or remove the owner role", "role")
+    if target.role == "owner" and actor.role != "owner":
+        raise AppError(403, "forbidden", "user: only the owner can change the owner's account", "user")
+    if role is not None and role != target.role and role == "owner" and actor.role != "owner":
+        raise AppError(403, "forbidden", "role: only the owner can grant the owner role", "role")
 
 
 @router.delete("/users/{user_id}", status_code=204, tags=["users"])
