@@ -88,6 +88,17 @@ from kmock._internal import rendering
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+SERVER_VERSION = {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.0-livery-emulator",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2024-08-13T00:00:00Z",
+    "goVersion": "go1.22.5",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
 
 
 @attrs.define(kw_only=True)
@@ -105,6 +116,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self.fallback["get /version/"] << self._serve_server_version  # the kubernetes client adds the slash
         for resource_type in BUILTIN_TYPES:
             self.declare(resource_type)
         self._crds = load_crds(self.crd_directory) if self.crd_directory else []
@@ -112,6 +124,21 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
             for resource_type in crd_resource_types(crd):
                 self.declare(resource_type)
         self.create_initial_objects()
+
+    # Discovery, served by kmock with these corrections.
+
+    async def _serve_server_version(self, request: rendering.Request) -> dict[str, Any]:
+        """Report Kubernetes 1.31, which has every API feature the emulator implements."""
+        return dict(SERVER_VERSION)
+
+    async def _serve_version(self, request: rendering.Request) -> dict[str, Any]:
+        """List resources as kmock does, but with the verbs a status subresource really has."""
+        listing = await super()._serve_version(request)
+        for entry in listing["resources"]:
+            if entry["name"].endswith("/status"):
+                entry["verbs"] = ["get", "patch", "update"]
+                entry["shortNames"], entry["categories"] = [], []
+        return listing
 
     # Resource types.
 

@@ -154,3 +154,18 @@ def test_events_found_by_involved_object(api_client: kubernetes.client.ApiClient
     listing = core.list_event_for_all_namespaces(field_selector="involvedObject.kind=Tenant,involvedObject.name=acme")
 
     assert [item.metadata.name for item in listing.items] == ["tenant-event"]
+
+
+def test_status_subresource_lists_its_own_verbs(http: httpx.Client) -> None:
+    response = http.get("/apis/livery.dev/v1alpha1")
+
+    assert response.status_code == 200
+    verbs = {item["name"]: sorted(item["verbs"]) for item in response.json()["resources"]}
+    assert verbs["tenants/status"] == ["get", "patch", "update"]
+    assert "watch" in verbs["tenants"]
+
+
+def test_server_version_supports_crd_rules(api_client: kubernetes.client.ApiClient, kube_clean: Any) -> None:
+    version = kubernetes.client.VersionApi(api_client).get_code()
+
+    assert (int(version.major), int(version.minor)) >= (1, 28)
