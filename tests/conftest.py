@@ -8,6 +8,7 @@ for the whole session, so `make test` also works on a laptop.
 from __future__ import annotations
 
 import os
+import warnings
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,8 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Return a superuser URL of a real PostgreSQL server."""
     configured = os.environ.get("LIVERY_TEST_DATABASE_URL")
     if configured:
+        if os.environ.get("LIVERY_TEST_DROP_LEFTOVERS") == "1":
+            drop_leftovers(configured)
         yield configured
         return
 
@@ -34,6 +37,36 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
     yield server.get_uri()
+
+
+def drop_leftovers(server_url: str) -> None:
+    """Drop the databases and roles that an interrupted earlier run left on a reused test server.
+
+    Tenant databases and roles have fixed names (`tenant_acme`, `livery_shared`), so
+    a run killed half-way would otherwise hand its state to the next run. `.ci/run`
+    turns this on with LIVERY_TEST_DROP_LEFTOVERS=1; it must stay off while two test
+    runs share one server, since each would drop the other's databases.
+    """
+    failures: list[str] = []
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        databases = connection.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'tenant\\_%' OR datname LIKE 'livery\\_%'"
+        ).fetchall()
+        for (database,) in databases:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+        roles = connection.execute(
+            "SELECT rolname FROM pg_roles WHERE (rolname LIKE 'tenant\\_%' OR rolname LIKE 'livery\\_%') "
+            "AND rolname <> current_user AND NOT rolsuper"
+        ).fetchall()
+        for (role,) in roles:
+            try:
+                connection.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+            except psycopg.Error as exc:
+                failures.append(f"{role} ({str(exc).splitlines()[0]})")
+    if failures:
+        warnings.warn(f"could not drop {len(failures)} leftover roles, e.g. {failures[0]}", stacklevel=1)
 
 
 @pytest.fixture
