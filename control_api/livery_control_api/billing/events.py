@@ -187,7 +187,8 @@ async def _apply_subscription(
 ) -> str:
     status = "canceled" if deleted else subscription.get("status")
     item = _first_item(subscription)
-    price_id = _id_of((item or {}).get("price"))
+    # Items of current API versions carry `price`; legacy objects only the `plan` it replaced.
+    price_id = _id_of((item or {}).get("price")) or _id_of((item or {}).get("plan"))
 
     signup = await session.get(Signup, tenant)
     if status in ACTIVE_STATUSES and signup is not None and signup.state != "complete":
