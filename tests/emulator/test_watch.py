@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -24,6 +25,17 @@ def collect_events(stream_function: Any, count: int, **kwargs: Any) -> list[tupl
         if len(events) == count:
             watch.stop()
     return events
+
+
+def wait_until_watching(kube: Any, requests_before: int) -> None:
+    """Wait until the server has received a new watch request for Tenants, so later writes arrive live."""
+    deadline = time.monotonic() + WATCH_TIMEOUT_SECONDS
+    while not any(
+        request.params.get("watch") == "true" and getattr(request.resource, "plural", None) == "tenants"
+        for request in list(kube.emulator)[requests_before:]
+    ):
+        assert time.monotonic() < deadline, "the watch request never reached the server"
+        time.sleep(0.01)
 
 
 def test_watch_resumes_from_resource_version(custom: kubernetes.client.CustomObjectsApi) -> None:
@@ -47,9 +59,10 @@ def test_watch_from_scratch_lists_existing_objects(custom: kubernetes.client.Cus
     assert events == [("ADDED", "acme"), ("ADDED", "globex")]
 
 
-def test_watch_delivers_live_events(custom: kubernetes.client.CustomObjectsApi) -> None:
+def test_watch_delivers_live_events(custom: kubernetes.client.CustomObjectsApi, kube_clean: Any) -> None:
     since = custom.list_cluster_custom_object(*TENANTS)["metadata"]["resourceVersion"]
     received: list[tuple[str, str]] = []
+    requests_before = len(list(kube_clean.emulator))
     reader = threading.Thread(
         target=lambda: received.extend(
             collect_events(custom.list_cluster_custom_object, 1, group="livery.dev", version="v1alpha1",
@@ -57,6 +70,7 @@ def test_watch_delivers_live_events(custom: kubernetes.client.CustomObjectsApi) 
         )
     )
     reader.start()
+    wait_until_watching(kube_clean, requests_before)
 
     create_tenant(custom, "acme")
 
