@@ -108,13 +108,18 @@ class FileService:
         limit_mib: int | None,
         uploaded_by: uuid.UUID | None,
         images_only: bool = False,
+        field: str = "file",
     ) -> StoredFile:
-        """Check the limit, write the bytes and record the file, in the request's transaction."""
+        """Check the limit, write the bytes and record the file, in the request's transaction.
+
+        `field` names the form field in error messages.
+        """
         name = safe_filename(filename)
         sniffed = sniff_image_type(data)
         if images_only and sniffed is None:
             raise AppError(
-                415, "unsupported_media_type", "file: must be a PNG, JPEG, GIF or WebP image (SVG is not accepted)", "file"
+                415, "unsupported_media_type", f"{field}: must be a PNG, JPEG, GIF or WebP image (SVG is not accepted)",
+                field,
             )
         content_type = sniffed or _declared_type(content_type, name)
         relative = check_relative_path(path) if path else f"files/{uuid.uuid4().hex}/{name}"
@@ -130,9 +135,9 @@ class FileService:
                 raise AppError(
                     413,
                     "storage_limit_reached",
-                    f"file: storage limit reached: {used} of {limit} bytes ({limit_mib} MiB) used, "
+                    f"{field}: storage limit reached: {used} of {limit} bytes ({limit_mib} MiB) used, "
                     f"and this file needs {len(data)} bytes",
-                    "file",
+                    field,
                 )
         existing = (await db.execute(select(StoredFile).where(StoredFile.key == key))).scalar_one_or_none()
         if existing is not None:

@@ -137,3 +137,45 @@ async def test_cookie_write_without_csrf_header_gets_403(tenant_pair) -> None:
 
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "csrf_failed"
+
+
+async def test_product_image_upload_replaces_previous(tenant_pair) -> None:
+    acme, _ = tenant_pair
+    created = await acme.client.post(
+        "/api/v1/products", json={"name": "Framed", "price": "2", "currency": "EUR"}, headers=acme.api_headers()
+    )
+    product_id = created.json()["id"]
+    first_png = b"\x89PNG\r\n\x1a\n" + b"\x01" * 40
+    second_png = b"\x89PNG\r\n\x1a\n" + b"\x02" * 80
+
+    first = await acme.client.put(f"/api/v1/products/{product_id}/image", files={"image": ("a.png", first_png, "image/png")},
+                                  headers=acme.api_headers())
+    used_after_first = (await acme.client.get("/api/v1/files", headers=acme.api_headers())).json()["usedBytes"]
+    second = await acme.client.put(f"/api/v1/products/{product_id}/image",
+                                   files={"image": ("b.png", second_png, "image/png")}, headers=acme.api_headers())
+    used_after_second = (await acme.client.get("/api/v1/files", headers=acme.api_headers())).json()["usedBytes"]
+    async with acme.anonymous_client() as visitor:
+        image = await visitor.get(f"/store/products/{product_id}/image", follow_redirects=True)
+
+    assert first.status_code == 200, first.text
+    assert first.json()["hasImage"] is True
+    assert second.status_code == 200
+    assert used_after_second - used_after_first == len(second_png) - len(first_png)
+    assert image.status_code == 200
+    assert image.content == second_png
+
+
+async def test_svg_product_image_gets_415(tenant_pair) -> None:
+    acme, _ = tenant_pair
+    created = await acme.client.post(
+        "/api/v1/products", json={"name": "Vector", "price": "2", "currency": "EUR"}, headers=acme.api_headers()
+    )
+
+    response = await acme.client.put(
+        f"/api/v1/products/{created.json()['id']}/image",
+        files={"image": ("x.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml")},
+        headers=acme.api_headers(),
+    )
+
+    assert response.status_code == 415
+    assert response.json()["error"]["field"] == "image"

@@ -114,6 +114,29 @@ async def delete_product_route(product_id: str, request: Request, db: Db, identi
     return Response(status_code=204)
 
 
+@router.put("/products/{product_id}/image", response_model=ProductPublic, tags=["products"])
+async def put_product_image_route(
+    product_id: str, request: Request, db: Db, identity: ApiUser, config: Config,
+    image: Annotated[UploadFile, File(description="PNG, JPEG, GIF or WebP image; SVG is rejected.")],
+) -> ProductPublic:
+    """Set or replace a product's image; it counts against the plan's storage limit."""
+    product = await get_product(db, product_id)
+    if product is None:
+        raise not_found("product")
+    data = await read_upload(image, "image")
+    service = request.app.state.files
+    stored = await service.upload(
+        db, data, image.filename, image.content_type, None, config.config.limits.storage_mi_b, identity.user.id,
+        images_only=True, field="image",
+    )
+    previous_key = product.image_key
+    product = await update_product(db, product, {"image_key": stored.key})
+    if previous_key is not None:
+        await service.delete_by_key(db, previous_key)
+    request.app.state.usage.record("storage_bytes", await service.used_bytes(db))
+    return product_public(product)
+
+
 # Users and invitations
 
 

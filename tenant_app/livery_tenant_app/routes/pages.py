@@ -88,7 +88,7 @@ async def create_product_form(
         data = await read_upload(image, "image")
         stored = await request.app.state.files.upload(
             db, data, image.filename, image.content_type, None, config.config.limits.storage_mi_b, identity.user.id,
-            images_only=True,
+            images_only=True, field="image",
         )
         image_key = stored.key
     await create_product(db, body.name, body.description, body.price, body.currency, image_key)
