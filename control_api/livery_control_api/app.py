@@ -22,7 +22,7 @@ from .context import AppContext, DnsResolver, DnspythonResolver, LogMailer, Mail
 from .database import create_engine_for, migrate, session_factory
 from .errors import install_error_handlers
 from .metrics import Metrics, RequestMetricsMiddleware
-from .routers import accounts, admin, health, pages, team, tenants
+from .routers import accounts, admin, console, health, pages, team, tenants
 from .routers import billing as billing_routes
 from .settings import ControlApiSettings
 
@@ -114,7 +114,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, accounts, tenants, team, billing_routes, admin, pages):
+    for module in (health, accounts, tenants, team, billing_routes, admin, pages, console):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
