@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -311,5 +312,15 @@ def _store_error(exc: ApiException, action: str) -> StoreError:
     if exc.status == 409:
         return Conflict(f"{action}: conflict, re-read and retry")
     if exc.status == 422:
-        return Invalid([f"(resource): rejected by the API server: {exc.reason}"])
+        return Invalid([f"(resource): rejected by the API server: {_status_message(exc)}"])
     return StoreError(f"{action} failed: HTTP {exc.status} {exc.reason}")
+
+
+def _status_message(exc: ApiException) -> str:
+    """Return the message of the API server's Status body (the CEL or schema rule that failed), else the reason."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return str(exc.reason)
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) and message else str(exc.reason)

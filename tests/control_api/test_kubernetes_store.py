@@ -146,3 +146,17 @@ async def test_events_of_tenant_are_listed(kube_store, kube):
 
     assert [event.message for event in events] == ["event 0"]
     assert events[0].reason == "Provisioned"
+
+
+async def test_server_rejection_names_the_rule(kube_store, kube):
+    name = unique_name()
+    await kube_store.apply_tenant(name, {"displayName": "Kube Corp", "plan": "free", "isolation": "shared"}, CLI_FIELD_MANAGER)
+    manifest = {"apiVersion": "livery.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+                "spec": {"displayName": "Kube Corp", "plan": "free", "isolation": "database"}}
+
+    # Past the store's own check, the API server's CEL transition rule must reject the change.
+    with pytest.raises(Invalid) as raised:
+        await kube_store._apply("tenants", name, manifest, CLI_FIELD_MANAGER, exists=True)
+
+    assert "rejected by the API server" in raised.value.errors[0]
+    assert "isolation" in raised.value.errors[0]
