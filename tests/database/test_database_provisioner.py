@@ -383,3 +383,12 @@ async def test_unprivileged_admin_gets_permission_error(provision_tenant):
     assert raised.value.reason == "DatabasePermissionDenied"
     assert "plain-password" not in str(raised.value)
     assert "other-password" not in str(raised.value)
+
+
+async def test_app_url_encodes_password_characters(provision_tenant, admin):
+    password = "p@ss:w/rd%?#&="
+
+    info = await provision_tenant("shared", password=password)
+
+    assert psycopg.conninfo.conninfo_to_dict(info.app_url)["password"] == password
+    assert scram_verifier_matches(role_row(admin, info.role)[5], password)
