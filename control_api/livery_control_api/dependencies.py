@@ -55,6 +55,7 @@ class Caller:
     account_id: str | None = None
     email: str | None = None
     key_tenant: str | None = None
+    admin_id: str | None = None  # digest prefix of the admin token used
     key_role: str | None = None
 
     @property
@@ -63,7 +64,8 @@ class Caller:
             return f"account:{self.email}"
         if self.kind == "api_key":
             return f"api_key:{self.key_tenant}"
-        return "admin"
+        # The admin token's digest prefix tells rotated tokens apart in the audit log without revealing them.
+        return f"admin:{self.admin_id}" if self.admin_id else "admin"
 
 
 def bearer_token(request: Request) -> str | None:
@@ -90,8 +92,11 @@ async def identify_caller(request: Request, context: AppContext, session: AsyncS
         return None
 
     admin_token = context.settings.admin_token
-    if not cookie and admin_token is not None and constant_time_equal(token, admin_token.get_secret_value()):
-        return Caller(kind="admin")
+    if not cookie and admin_token is not None:
+        # Several comma-separated tokens let admins rotate one without locking the others out.
+        for candidate in admin_token.get_secret_value().split(","):
+            if candidate.strip() and constant_time_equal(token, candidate.strip()):
+                return Caller(kind="admin", admin_id=token_digest(candidate.strip())[:8])
 
     if not cookie and token.startswith(API_KEY_PREFIX):
         key = await session.scalar(select(ApiKey).where(ApiKey.secret_hash == token_digest(token)))

@@ -14,7 +14,7 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "develop
 
 class ControlApiSettings(CommonSettings):
     admin_token: SecretStr | None = Field(
-        default=None, description="Bearer token of platform admins; unset disables the admin API."
+        default=None, description="Bearer token of platform admins, or several separated by commas; unset disables the admin API."
     )
     jwt_secret: SecretStr = Field(
         default=SecretStr("development"),
