@@ -64,7 +64,7 @@ class Caller:
             return f"account:{self.email}"
         if self.kind == "api_key":
             return f"api_key:{self.key_tenant}"
-        # The admin token's digest prefix tells rotated tokens apart in the audit log without revealing them.
+        # The admin token's digest prefix distinguishes rotated tokens in the audit log without revealing them.
         return f"admin:{self.admin_id}" if self.admin_id else "admin"
 
 
