@@ -23,6 +23,7 @@ from livery.models.rules import TENANT_NAME
 from livery.models.tenant import Tenant, reserved_name_reason
 from livery.store.base import CONTROL_API_FIELD_MANAGER, NotFound as StoreNotFound, ResourceStore
 
+from .audit import record_audit
 from .billing.provider import BillingError
 from .context import AppContext
 from .dependencies import utcnow
@@ -58,11 +59,14 @@ async def check_tenant_name(
 
 
 async def _tenant_exists(store: ResourceStore, name: str) -> bool:
+    return await _existing_tenant(store, name) is not None
+
+
+async def _existing_tenant(store: ResourceStore, name: str) -> Tenant | None:
     try:
-        await store.get_tenant(name)
+        return await store.get_tenant(name)
     except StoreNotFound:
-        return False
-    return True
+        return None
 
 
 @dataclass
@@ -200,6 +204,14 @@ async def complete_paid_signup(
     if signup is None:
         return False
     if signup.state != "complete":
+        existing = await _existing_tenant(context.store, signup.tenant)
+        owner = existing.spec.owner.email if existing is not None and existing.spec.owner else None
+        if existing is not None and owner != signup.email:
+            # An admin created a tenant of this name while the payment ran. Writing over it would
+            # hand someone else's tenant to this customer, so a platform admin has to resolve it.
+            logger.error("paid signup of %s collides with an existing tenant of another owner; not written", signup.tenant)
+            record_audit(session, "stripe", "billing.signup_collision", signup.tenant, email=signup.email)
+            return True
         await context.store.apply_tenant(signup.tenant, tenant_spec(signup), CONTROL_API_FIELD_MANAGER)
         signup.state = "complete"
     billing = await session.get(TenantBilling, tenant, with_for_update=True)

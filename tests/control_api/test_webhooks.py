@@ -406,3 +406,19 @@ async def test_free_tenant_upgrades_through_checkout(stripe_api, stripe_server):
     assert response.status_code == 200
     assert response.json()["url"].startswith("https://checkout.stripe.com/")
     assert stripe_server.checkout_sessions[-1]["form"]["metadata[plan]"] == "pro"
+
+
+async def test_paid_signup_never_takes_admin_tenant(stripe_api):
+    tenant = await paid_signup(stripe_api)
+    manifest = {"apiVersion": "livery.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": tenant},
+                "spec": {"displayName": "Admin Made", "plan": "free", "owner": {"email": "other@example.com"}}}
+    applied = await stripe_api.admin("POST", "/v1/admin/apply", json=manifest)
+    assert applied.status_code == 200
+    completed = checkout_completed(tenant, f"cus_{uuid.uuid4().hex[:14]}", f"sub_{uuid.uuid4().hex[:14]}")
+
+    response = await post_event(stripe_api, stripe_event("checkout.session.completed", completed, int(time.time())))
+
+    assert response.status_code == 200
+    stored = await stripe_api.context.store.get_tenant(tenant)
+    assert stored.spec.owner.email == "other@example.com"
+    assert stored.spec.display_name == "Admin Made"
