@@ -92,7 +92,7 @@ class CustomResourceSchema:
     # OpenAPI v3 validation.
 
     def validate_schema(self, obj: dict[str, Any]) -> list[FieldError]:
-        errors = [_field_error(error) for error in self._validator.iter_errors(obj)]
+        errors = [field_error(error) for error in self._validator.iter_errors(obj)]
         return sorted(errors, key=lambda error: error.field)
 
     # CEL rules: `self` is the value at the rule's schema node, `oldSelf` the stored value on updates.
@@ -215,7 +215,7 @@ def _cel_type(value: Any) -> str:
     return json.dumps(names.get(type(value), "null"))
 
 
-def _field_error(error: jsonschema.ValidationError) -> FieldError:
+def field_error(error: jsonschema.ValidationError) -> FieldError:
     """Word a jsonschema error the way the API server words the same failure."""
     path = list(error.absolute_path)
     field = format_path(path)

@@ -73,6 +73,7 @@ from k8s_emulator_objects import (
     name_error,
     now_rfc3339,
 )
+from k8s_emulator_openapi import openapi_errors
 from k8s_emulator_schema import FieldError
 from k8s_emulator_patches import APPLY_PATCH_TYPE, patch_body
 from k8s_emulator_watch import WatchMixin
@@ -459,15 +460,25 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
 
     def _admit(self, resource_type: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
         """Default and validate `obj` as the API server does for its kind, raising 422 on errors."""
+        name = obj["metadata"].get("name", "")
         errors = metadata_errors(obj["metadata"])
         if resource_type.schema is None:
             errors += admit_builtin(resource_type, obj, old)
+            type_errors, openapi_rule_errors = openapi_errors(obj)
+            if type_errors:
+                details = "; ".join(error.render() for error in type_errors)
+                raise bad_request(f'{resource_type.kind} in version "{resource_type.version}" cannot be handled as a {resource_type.kind}: {details}')
+            errors += openapi_rule_errors
             admitted = obj
         else:
             admitted, schema_errors = resource_type.schema.admit(obj, old)
             errors += schema_errors
         if errors:
-            raise invalid(resource_type, obj["metadata"].get("name", ""), errors)
+            # The emulator's own checks and the OpenAPI schema can both find one problem.
+            unique: dict[tuple[str, str], FieldError] = {}
+            for error in errors:
+                unique.setdefault((error.field, error.reason), error)
+            raise invalid(resource_type, name, list(unique.values()))
         return admitted
 
     # Update.

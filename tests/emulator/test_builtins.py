@@ -109,3 +109,21 @@ def test_config_map_key_with_slash_rejected(http: httpx.Client) -> None:
     response = http.post("/api/v1/namespaces/default/configmaps", json=config_map)
 
     assert response.status_code == 422
+
+
+def test_wrong_json_type_is_bad_request(http: httpx.Client) -> None:
+    config_map = {"metadata": {"name": "config"}, "data": {"replicas": 3}}
+
+    response = http.post("/api/v1/namespaces/default/configmaps", json=config_map)
+
+    assert response.status_code == 400
+    assert "data.replicas" in response.json()["message"]
+
+
+def test_service_port_without_number_rejected(http: httpx.Client) -> None:
+    service = {"metadata": {"name": "app"}, "spec": {"ports": [{"name": "http", "targetPort": 8080}]}}
+
+    response = http.post("/api/v1/namespaces/default/services", json=service)
+
+    assert response.status_code == 422
+    assert "spec.ports[0].port" in [cause["field"] for cause in response.json()["details"]["causes"]]
