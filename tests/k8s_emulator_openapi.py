@@ -2,7 +2,7 @@
 
 The schemas come from the `kubernetes-validate` package, which ships them as
 JSON Schema for every Kubernetes minor version. Validators are built once per
-kind, because loading the shared definitions takes about 20 ms.
+kind and reused, because each one loads the large shared definitions file.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import kubernetes_validate.utils
 from k8s_emulator_schema import FieldError, field_error
 from referencing import Registry, Resource
 
-# The Kubernetes version whose schemas apply; `/version` reports the same.
+# The Kubernetes version whose schemas apply. The emulator's `/version` reports it too.
 KUBERNETES_VERSION = (1, 31)
+_VERSION_TEXT = f"{KUBERNETES_VERSION[0]}.{KUBERNETES_VERSION[1]}"
 
 
 @functools.cache
@@ -31,7 +32,7 @@ def _schema_directory() -> str:
 
 @functools.cache
 def _definitions() -> Resource:
-    return Resource.from_contents(kubernetes_validate.utils.schema_contents(f"{_schema_directory()}/_definitions.json", "1.31"))
+    return Resource.from_contents(kubernetes_validate.utils.schema_contents(f"{_schema_directory()}/_definitions.json", _VERSION_TEXT))
 
 
 @functools.cache
@@ -40,7 +41,7 @@ def _validator(kind: str, api_version: str) -> jsonschema.protocols.Validator | 
     # `networking.k8s.io/v1` becomes `networking-v1`, and `v1` stays `v1`, as the package names its files.
     file_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
     try:
-        schema = kubernetes_validate.utils.schema_contents(f"{_schema_directory()}/{kind.lower()}-{file_version}.json", "1.31")
+        schema = kubernetes_validate.utils.schema_contents(f"{_schema_directory()}/{kind.lower()}-{file_version}.json", _VERSION_TEXT)
     except FileNotFoundError:
         return None
     registry = Resource.from_contents(schema) @ (_definitions() @ Registry())

@@ -73,7 +73,7 @@ from k8s_emulator_objects import (
     name_error,
     now_rfc3339,
 )
-from k8s_emulator_openapi import openapi_errors
+from k8s_emulator_openapi import KUBERNETES_VERSION, openapi_errors
 from k8s_emulator_schema import FieldError
 from k8s_emulator_patches import APPLY_PATCH_TYPE, patch_body
 from k8s_emulator_watch import WatchMixin
@@ -90,9 +90,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 SERVER_VERSION = {
-    "major": "1",
-    "minor": "31",
-    "gitVersion": "v1.31.0-livery-emulator",
+    "major": str(KUBERNETES_VERSION[0]),
+    "minor": str(KUBERNETES_VERSION[1]),
+    "gitVersion": f"v{KUBERNETES_VERSION[0]}.{KUBERNETES_VERSION[1]}.0-livery-emulator",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2024-08-13T00:00:00Z",
@@ -129,7 +129,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
     # Discovery, served by kmock with these corrections.
 
     async def _serve_server_version(self, request: rendering.Request) -> dict[str, Any]:
-        """Report Kubernetes 1.31, which has every API feature the emulator implements."""
+        """Report KUBERNETES_VERSION, whose schemas the emulator validates against."""
         return dict(SERVER_VERSION)
 
     async def _serve_version(self, request: rendering.Request) -> dict[str, Any]:
