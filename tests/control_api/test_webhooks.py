@@ -15,7 +15,7 @@ from livery_control_api.billing.events import suspend_expired_grace_periods
 from livery_control_api.dependencies import utcnow
 from livery_control_api.tables import AuditEntry, StripeEvent, TenantBilling
 
-from .conftest import STRIPE_KEY, post_event, sign_payload, stripe_event, subscription_object, unique_name
+from .conftest import STRIPE_KEY, post_event, sign_payload, stripe_event, subscription_object
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
-from fastapi.responses import Response
 from sqlalchemy import select
 
 from livery.manifests import validate_data
