@@ -422,3 +422,22 @@ async def test_paid_signup_never_takes_admin_tenant(stripe_api):
     stored = await stripe_api.context.store.get_tenant(tenant)
     assert stored.spec.owner.email == "other@example.com"
     assert stored.spec.display_name == "Admin Made"
+
+
+async def test_admin_delete_cancels_subscription(stripe_api, localstripe_url):
+    import httpx
+
+    tenant = await paid_signup(stripe_api)
+    customer, subscription = localstripe_subscription(localstripe_url, PRO_PRICE, tenant)
+    completed = checkout_completed(tenant, customer, subscription)
+    await post_event(stripe_api, stripe_event("checkout.session.completed", completed, int(time.time())))
+    active = subscription_object(subscription, customer, "active", PRO_PRICE, tenant, int(time.time()))
+    await post_event(stripe_api, stripe_event("customer.subscription.updated", active, int(time.time()) + 1))
+
+    response = await stripe_api.admin("DELETE", f"/v1/admin/tenants/{tenant}")
+
+    assert response.status_code == 202
+    stored = httpx.get(f"{localstripe_url}/v1/subscriptions/{subscription}", auth=(STRIPE_KEY, "")).json()
+    assert stored["status"] == "canceled"
+    check = await stripe_api.http.get("/v1/signup/check-name", params={"name": tenant})
+    assert check.json()["reason"] == "taken"

@@ -68,6 +68,10 @@ class BillingProvider(abc.ABC):
         """Report usage; the provider counts each `identifier` once, so a retry never counts twice."""
 
     @abc.abstractmethod
+    async def cancel_subscription(self, subscription_id: str) -> None:
+        """Cancel a subscription at once; cancelling one that has ended already succeeds."""
+
+    @abc.abstractmethod
     def construct_event(self, payload: bytes, signature_header: str | None) -> dict[str, Any]:
         """Verify a webhook on its raw bytes and return the decoded event, or raise `SignatureInvalid`."""
 
@@ -85,6 +89,9 @@ class NoBilling(BillingProvider):
         raise BillingNotConfigured("billing is not configured on this platform")
 
     async def send_meter_event(self, **kwargs: Any) -> None:
+        return None
+
+    async def cancel_subscription(self, subscription_id: str) -> None:
         return None
 
     def construct_event(self, payload: bytes, signature_header: str | None) -> dict[str, Any]:
@@ -170,6 +177,16 @@ class StripeBilling(BillingProvider):
             await self._client.v1.billing.meter_events.create_async(params=params)
         except stripe.StripeError as exc:
             raise BillingError(f"Stripe meter event {identifier} failed: {_stripe_reason(exc)}") from None
+
+    async def cancel_subscription(self, subscription_id: str) -> None:
+        try:
+            await self._client.v1.subscriptions.cancel_async(subscription_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "resource_missing":
+                return
+            raise BillingError(f"cancelling Stripe subscription {subscription_id} failed: {_stripe_reason(exc)}") from None
+        except stripe.StripeError as exc:
+            raise BillingError(f"cancelling Stripe subscription {subscription_id} failed: {_stripe_reason(exc)}") from None
 
     def construct_event(self, payload: bytes, signature_header: str | None) -> dict[str, Any]:
         if not signature_header:

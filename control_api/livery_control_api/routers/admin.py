@@ -15,7 +15,8 @@ from livery.store.base import CLI_FIELD_MANAGER, Invalid, NotFound as StoreNotFo
 from ..audit import record_audit
 from ..dependencies import AdminCaller, Context, Session, TenantName
 from ..domains import check_domains_available
-from ..errors import Conflict, InvalidInput, NotFound
+from ..billing.provider import BillingError
+from ..errors import Conflict, InvalidInput, NotFound, Unavailable
 from ..quota import latest_usage, limits_for, usage_excess, write_plan
 from ..schemas import AdminApplyResponse, AdminTenantView, EventView, LoginLinkResponse, PlanChangeRequest
 from ..tables import AuditEntry, TenantBilling
@@ -105,7 +106,16 @@ async def tenant_events(name: TenantName, caller: AdminCaller, context: Context)
 
 @router.delete("/tenants/{name}", status_code=202)
 async def delete_tenant(name: TenantName, caller: AdminCaller, context: Context, session: Session) -> dict:
-    """Mark the tenant for deletion; its spec.deletionPolicy decides what happens to the data."""
+    """Cancel the tenant's subscription, then mark the tenant for deletion; spec.deletionPolicy decides about its data."""
+    await load_tenant(context, name)
+    billing = await session.get(TenantBilling, name)
+    if billing is not None and billing.subscription_id and billing.subscription_status not in ("canceled", None):
+        # Cancelled first: a deleted tenant must not go on paying, and a failure here leaves the tenant as it was.
+        try:
+            await context.billing.cancel_subscription(billing.subscription_id)
+        except BillingError as exc:
+            raise Unavailable(f"tenant {name!r} was not deleted: {exc}; retry later") from None
+        record_audit(session, caller.actor, "billing.subscription_cancelled", name, subscription=billing.subscription_id)
     try:
         await context.store.delete_tenant(name)
     except StoreNotFound:

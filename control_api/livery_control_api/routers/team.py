@@ -22,7 +22,7 @@ from ..schemas import (
     MemberView,
 )
 from ..security import new_api_key, new_token, token_digest
-from ..tables import Account, ApiKey, Invitation, Membership
+from ..tables import Account, ApiKey, Invitation, Membership, PendingDomain, Signup
 
 router = APIRouter(prefix="/v1", tags=["team"])
 
@@ -156,6 +156,10 @@ async def revoke_api_key(name: TenantName, key_id: KeyId, caller: CurrentCaller,
 
 
 async def forget_tenant(session, tenant: str) -> None:
-    """Delete the tenant's memberships, keys and invitations after the tenant itself was deleted."""
-    for table in (Membership, ApiKey, Invitation):
+    """Delete the tenant's memberships, keys, invitations, signup and pending domains once the tenant is deleted.
+
+    Removing the signup frees the name for a new signup. Billing rows and the
+    usage ledger stay, as records of what was charged.
+    """
+    for table in (Membership, ApiKey, Invitation, Signup, PendingDomain):
         await session.execute(delete(table).where(table.tenant == tenant))
