@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 
@@ -59,6 +63,24 @@ def install_error_handlers(app: FastAPI) -> None:
         if _wants_html(request):
             return render_error_page(request, 422, message)
         return JSONResponse(error_body("invalid", message, field), status_code=422)
+
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError) -> Response:
+        # Input that passed validation but that PostgreSQL cannot store, such as a NUL character.
+        logger.info("request %s %s: database rejected a value: %s", request.method, request.url.path, exc.orig)
+        message = "a value cannot be stored: text must not contain NUL characters and numbers must fit their column"
+        if _wants_html(request):
+            return render_error_page(request, 422, message)
+        return JSONResponse(error_body("invalid", message, None), status_code=422)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity_error(request: Request, exc: IntegrityError) -> Response:
+        # Two requests raced for the same unique value; the one that lost gets 409.
+        logger.warning("request %s %s: integrity error: %s", request.method, request.url.path, exc.orig)
+        message = "the request conflicts with data that was just changed; reload and try again"
+        if _wants_html(request):
+            return render_error_page(request, 409, message)
+        return JSONResponse(error_body("conflict", message, None), status_code=409)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
 from livery.models.rules import EMAIL
@@ -18,11 +18,47 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 ProductName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=5000)]
 Price = Annotated[Decimal, Field(ge=0, lt=Decimal("10000000000"), max_digits=12, decimal_places=2)]
-Email = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True), EMAIL]
+
+
+def normalise_email(value: str) -> str:
+    """Return the address stripped and lowercased, or raise ValueError for an invalid one."""
+    value = value.strip().lower()
+    # NOTE: addresses are limited to printable ASCII, because Python's and PostgreSQL's lower()
+    # disagree on some other characters and the users table requires lowercase emails.
+    if not value.isascii() or not value.isprintable():
+        raise ValueError(f"must be an email address of printable ASCII characters, got {value[:80]!r}")
+    return EMAIL.check(value)
+
+
+Email = Annotated[str, AfterValidator(normalise_email)]
 
 
 class ApiModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", from_attributes=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_is_storable(cls, value: object) -> object:
+        # PostgreSQL text cannot hold NUL, and psycopg cannot encode unpaired UTF-16 surrogates.
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError("must not contain NUL characters")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode text (no unpaired surrogates)") from None
+        return value
+
+
+class PatchModel(ApiModel):
+    """A partial update: every field is optional, but a field that is sent must not be null."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _sent_fields_are_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
 
 
 class ProductCreate(ApiModel):
@@ -32,7 +68,7 @@ class ProductCreate(ApiModel):
     currency: Currency = Field(description="ISO 4217 code such as EUR.")
 
 
-class ProductUpdate(ApiModel):
+class ProductUpdate(PatchModel):
     name: ProductName | None = None
     description: Description | None = None
     price: Price | None = None
@@ -78,7 +114,7 @@ class UserList(ApiModel):
     limit: int | None
 
 
-class UserUpdate(ApiModel):
+class UserUpdate(PatchModel):
     role: Role | None = None
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
     is_active: bool | None = None

@@ -179,3 +179,37 @@ async def test_svg_product_image_gets_415(tenant_pair) -> None:
 
     assert response.status_code == 415
     assert response.json()["error"]["field"] == "image"
+
+
+@pytest.mark.parametrize("field", ["name", "price", "currency", "description"])
+async def test_patch_with_null_gets_422(tenant_pair, field) -> None:
+    acme, _ = tenant_pair
+    created = await acme.client.post(
+        "/api/v1/products", json={"name": "Nullable", "price": "2", "currency": "EUR"}, headers=acme.api_headers()
+    )
+
+    response = await acme.client.patch(f"/api/v1/products/{created.json()['id']}", json={field: None},
+                                       headers=acme.api_headers())
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == field
+    assert "must not be null" in response.json()["error"]["message"]
+
+
+async def test_nul_character_in_name_gets_422(tenant_pair) -> None:
+    acme, _ = tenant_pair
+
+    response = await acme.client.post("/api/v1/products", json={"name": "a\u0000b", "price": "1", "currency": "EUR"},
+                                      headers=acme.api_headers())
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "name"
+
+
+async def test_nul_character_in_search_gets_422(tenant_pair) -> None:
+    acme, _ = tenant_pair
+
+    response = await acme.client.get("/api/v1/products", params={"q": "a\x00b"}, headers=acme.api_headers())
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid"

@@ -189,3 +189,32 @@ async def test_admin_cannot_deactivate_owner(tenant_pair) -> None:
 
     assert response.status_code == 403
     assert "owner" in response.json()["error"]["message"]
+
+
+def test_invitation_email_is_lowercased() -> None:
+    from livery_tenant_app.schemas import InvitationCreate
+
+    invitation = InvitationCreate.model_validate({"email": "  Mixed.Case@Acme.Example "})
+
+    assert invitation.email == "mixed.case@acme.example"
+
+
+async def test_non_ascii_invitation_email_gets_422(tenant_pair) -> None:
+    acme, _ = tenant_pair
+
+    response = await acme.client.post("/api/v1/users/invitations", json={"email": "¼n@Ⱦ.example"},
+                                      headers=acme.api_headers())
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "email"
+
+
+async def test_patch_user_with_null_role_gets_422(tenant_pair) -> None:
+    acme, _ = tenant_pair
+    users = await acme.client.get("/api/v1/users", headers=acme.api_headers())
+    owner = next(user for user in users.json()["items"] if user["role"] == "owner")
+
+    response = await acme.client.patch(f"/api/v1/users/{owner['id']}", json={"role": None}, headers=acme.api_headers())
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "role"
