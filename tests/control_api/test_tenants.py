@@ -453,3 +453,22 @@ async def test_client_address_trusts_only_proxies(peer, forwarded, trusted, expe
     from livery_control_api.routers.accounts import client_address
 
     assert client_address(FakeRequest(peer, forwarded, trusted)) == expected
+
+
+async def test_owner_deletes_own_tenant(api):
+    tenant, owner = await api.owner()
+
+    response = await api.http.delete(f"/v1/tenants/{tenant}", headers=owner)
+    after = await api.http.get(f"/v1/tenants/{tenant}", headers=owner)
+
+    assert response.status_code == 202
+    assert after.status_code == 404
+
+
+async def test_admin_member_cannot_delete_tenant(api):
+    tenant, owner = await api.owner()
+    admin = await member_headers(api, tenant, owner, "admin")
+
+    response = await api.http.delete(f"/v1/tenants/{tenant}", headers=admin)
+
+    assert response.status_code == 403

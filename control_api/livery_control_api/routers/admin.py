@@ -15,13 +15,12 @@ from livery.store.base import CLI_FIELD_MANAGER, Invalid, NotFound as StoreNotFo
 from ..audit import record_audit
 from ..dependencies import AdminCaller, Context, Session, TenantName
 from ..domains import check_domains_available
-from ..billing.provider import BillingError
-from ..errors import Conflict, InvalidInput, NotFound, Unavailable
+from ..errors import Conflict, InvalidInput
 from ..quota import latest_usage, limits_for, usage_excess, write_plan
 from ..schemas import AdminApplyResponse, AdminTenantView, EventView, LoginLinkResponse, PlanChangeRequest
 from ..tables import AuditEntry, TenantBilling
 from ..tenant_access import apply_spec, issue_login_link, load_plan, load_tenant
-from .team import forget_tenant
+from .team import remove_tenant
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -107,22 +106,7 @@ async def tenant_events(name: TenantName, caller: AdminCaller, context: Context)
 @router.delete("/tenants/{name}", status_code=202)
 async def delete_tenant(name: TenantName, caller: AdminCaller, context: Context, session: Session) -> dict:
     """Cancel the tenant's subscription, then mark the tenant for deletion; spec.deletionPolicy decides about its data."""
-    await load_tenant(context, name)
-    billing = await session.get(TenantBilling, name)
-    if billing is not None and billing.subscription_id and billing.subscription_status not in ("canceled", None):
-        # Cancelled first: a deleted tenant must not go on paying, and a failure here leaves the tenant as it was.
-        try:
-            await context.billing.cancel_subscription(billing.subscription_id)
-        except BillingError as exc:
-            raise Unavailable(f"tenant {name!r} was not deleted: {exc}; retry later") from None
-        record_audit(session, caller.actor, "billing.subscription_cancelled", name, subscription=billing.subscription_id)
-    try:
-        await context.store.delete_tenant(name)
-    except StoreNotFound:
-        raise NotFound(f"tenant {name!r} not found", field="name") from None
-    await forget_tenant(session, name)
-    record_audit(session, caller.actor, "tenant.deleted", name)
-    await session.commit()
+    await remove_tenant(context, session, name, caller.actor)
     return {"tenant": name, "deleting": True}
 
 

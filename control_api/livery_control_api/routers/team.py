@@ -1,4 +1,4 @@
-"""A tenant's team: members, invitations and API keys."""
+"""A tenant's team: members, invitations, API keys, and the deletion of the tenant with its team."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livery.store.base import NotFound as StoreNotFound
+
+from ..audit import record_audit
+from ..billing.provider import BillingError
 
 from ..dependencies import Context, CurrentCaller, EmailAddress, KeyId, Session, TenantName, authorize, utcnow
-from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from ..permissions import Permission, may_grant
 from ..schemas import (
     AcceptInvitationRequest,
@@ -22,7 +28,8 @@ from ..schemas import (
     MemberView,
 )
 from ..security import new_api_key, new_token, token_digest
-from ..tables import Account, ApiKey, Invitation, Membership, PendingDomain, Signup
+from ..tables import Account, ApiKey, Invitation, Membership, PendingDomain, Signup, TenantBilling
+from ..tenant_access import load_tenant
 
 router = APIRouter(prefix="/v1", tags=["team"])
 
@@ -153,6 +160,34 @@ async def revoke_api_key(name: TenantName, key_id: KeyId, caller: CurrentCaller,
     key.revoked_at = key.revoked_at or utcnow()
     await session.commit()
     return Response(status_code=204)
+
+
+async def remove_tenant(context: Context, session: AsyncSession, name: str, actor: str) -> None:
+    """Cancel the tenant's subscription, mark the Tenant for deletion and forget its team; audited."""
+    await load_tenant(context, name)
+    billing = await session.get(TenantBilling, name)
+    if billing is not None and billing.subscription_id and billing.subscription_status not in ("canceled", None):
+        # Cancelled first: a deleted tenant must not go on paying, and a failure here leaves the tenant as it was.
+        try:
+            await context.billing.cancel_subscription(billing.subscription_id)
+        except BillingError as exc:
+            raise Unavailable(f"tenant {name!r} was not deleted: {exc}; retry later") from None
+        record_audit(session, actor, "billing.subscription_cancelled", name, subscription=billing.subscription_id)
+    try:
+        await context.store.delete_tenant(name)
+    except StoreNotFound:
+        raise NotFound(f"tenant {name!r} not found", field="name") from None
+    await forget_tenant(session, name)
+    record_audit(session, actor, "tenant.deleted", name)
+    await session.commit()
+
+
+@router.delete("/tenants/{name}", status_code=202)
+async def delete_own_tenant(name: TenantName, caller: CurrentCaller, context: Context, session: Session) -> dict:
+    """Delete the tenant: its subscription is cancelled and its data handled by spec.deletionPolicy."""
+    await authorize(session, caller, name, Permission.DELETE_TENANT)
+    await remove_tenant(context, session, name, caller.actor)
+    return {"tenant": name, "deleting": True}
 
 
 async def forget_tenant(session, tenant: str) -> None:
