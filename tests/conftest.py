@@ -8,6 +8,8 @@ for the whole session, so `make test` also works on a laptop.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import warnings
 import uuid
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """Return a superuser URL of a real PostgreSQL server."""
     configured = os.environ.get("LIVERY_TEST_DATABASE_URL")
     if configured:
@@ -35,8 +37,15 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
-    yield server.get_uri()
+    # Not under pytest's base temp folder: pytest resets it to mode 0700 when a session
+    # starts, and as root pgserver runs PostgreSQL as another user who must traverse it.
+    pgdata = Path(tempfile.mkdtemp(prefix="livery-test-pgdata-"))
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 def drop_leftovers(server_url: str) -> None:
