@@ -384,7 +384,8 @@ async def test_health_and_readiness(api):
     assert ready.status_code == 200
     assert metrics.status_code == 200
     assert "livery_signups_total" in metrics.text
-    assert "livery_http_request_duration_seconds" in metrics.text
+    assert 'route="/v1/tenants/{name}"' in metrics.text
+    assert 'route="/healthz"' in metrics.text
 
 
 async def test_email_verification_token_works_once(api):
