@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -68,6 +69,12 @@ async def update_branding(context: AppContext, name: str, changes: dict[str, Any
         lines = format_validation_error(exc, ("branding",))
         raise InvalidInput("; ".join(lines), field=lines[0].split(":", 1)[0]) from None
     if changes.get("customCss"):
+        problems = custom_css_problems(changes["customCss"])
+        if problems:
+            raise InvalidInput(
+                "branding.customCss: must not contain " + ", ".join(problems) + "; remove them and save again",
+                field="branding.customCss",
+            )
         plan = await load_plan(context, tenant.spec.plan)
         if not plan.spec.features.custom_css:
             raise Forbidden(
@@ -75,6 +82,23 @@ async def update_branding(context: AppContext, name: str, changes: dict[str, Any
                 code="feature_unavailable",
             )
     return await apply_spec(context, name, {"branding": changes})
+
+
+# Constructs that never belong in tenant CSS, so a write with them gets a clear error at once.
+# NOTE: this is a first screen for a readable message, not the guard; the tenant app parses and
+# sanitises the CSS before serving it, which also catches escaped and split forms.
+_CSS_REJECTED = (
+    (re.compile(r"<"), "markup ('<', for example '</style>')"),
+    (re.compile(r"@import", re.IGNORECASE), "@import of another stylesheet"),
+    (re.compile(r"expression\s*\(", re.IGNORECASE), "expression(...)"),
+    (re.compile(r"javascript\s*:", re.IGNORECASE), "javascript: URLs"),
+    (re.compile(r"behavior\s*:|-moz-binding", re.IGNORECASE), "behavior and -moz-binding"),
+)
+
+
+def custom_css_problems(css: str) -> list[str]:
+    """Return the rejected constructs found in `css`, named for the error message."""
+    return [name for pattern, name in _CSS_REJECTED if pattern.search(css)]
 
 
 async def issue_login_link(context: AppContext, tenant: Tenant) -> tuple[str, int]:

@@ -473,3 +473,25 @@ async def test_admin_member_cannot_delete_tenant(api):
     response = await api.http.delete(f"/v1/tenants/{tenant}", headers=admin)
 
     assert response.status_code == 403
+
+
+async def test_dangerous_custom_css_is_rejected(api):
+    tenant, owner = await pro_tenant(api)
+    css = "</style><script>alert(1)</script> a { background: url(javascript:alert(1)); width: expression(1) } @import url(https://evil.example/x.css);"
+
+    response = await api.http.patch(f"/v1/tenants/{tenant}/branding", json={"customCss": css}, headers=owner)
+
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    for construct in ("markup", "@import", "expression(...)", "javascript: URLs"):
+        assert construct in message
+    assert (await api.context.store.get_tenant(tenant)).spec.branding is None
+
+
+async def test_plain_custom_css_is_saved(api):
+    tenant, owner = await pro_tenant(api)
+
+    response = await api.http.patch(f"/v1/tenants/{tenant}/branding", json={"customCss": "h1 { color: #123456; }"}, headers=owner)
+
+    assert response.status_code == 200
+    assert (await api.context.store.get_tenant(tenant)).spec.branding.custom_css == "h1 { color: #123456; }"
