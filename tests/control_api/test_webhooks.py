@@ -441,3 +441,12 @@ async def test_admin_delete_cancels_subscription(stripe_api, localstripe_url):
     assert stored["status"] == "canceled"
     check = await stripe_api.http.get("/v1/signup/check-name", params={"name": tenant})
     assert check.json()["reason"] == "taken"
+
+
+async def test_oversized_webhook_is_rejected(stripe_api):
+    payload = b"{" + b" " * (1024 * 1024 + 10) + b"}"
+
+    response = await stripe_api.http.post("/v1/billing/webhook", content=payload, headers={"Stripe-Signature": sign_payload(payload)})
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"

@@ -25,6 +25,15 @@ logger = logging.getLogger("livery.control_api.billing")
 router = APIRouter(prefix="/v1", tags=["billing"])
 
 
+# An event carries one API object, so 1 MiB is far above any Stripe event (an estimate, not a documented limit).
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "too_large"
+
+
 class WebhookRejected(ApiError):
     status_code = 400
     code = "invalid_signature"
@@ -33,7 +42,12 @@ class WebhookRejected(ApiError):
 @router.post("/billing/webhook")
 async def stripe_webhook(request: Request, context: Context) -> dict:
     """Receive a Stripe event, verified on the raw request body; each event id takes effect once."""
-    payload = await request.body()
+    payload = bytearray()
+    async for chunk in request.stream():
+        payload.extend(chunk)
+        if len(payload) > MAX_WEBHOOK_BYTES:
+            raise PayloadTooLarge(f"webhook body is larger than {MAX_WEBHOOK_BYTES} bytes, so it is not a Stripe event")
+    payload = bytes(payload)
     try:
         event = context.billing.construct_event(payload, request.headers.get("stripe-signature"))
     except SignatureInvalid as exc:
