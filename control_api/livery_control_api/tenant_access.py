@@ -85,8 +85,8 @@ async def update_branding(context: AppContext, name: str, changes: dict[str, Any
 
 
 # Constructs that never belong in tenant CSS, so a write with them gets a clear error at once.
-# NOTE: this is a first screen for a readable message, not the guard; the tenant app parses and
-# sanitises the CSS before serving it, which also catches escaped and split forms.
+# NOTE: this is a first screen for a readable message, not the guard. The tenant app parses and
+# sanitises the CSS before serving it, and only that also catches escaped and split forms.
 _CSS_REJECTED = (
     (re.compile(r"<"), "markup ('<', for example '</style>')"),
     (re.compile(r"@import", re.IGNORECASE), "@import of another stylesheet"),
@@ -104,7 +104,7 @@ def custom_css_problems(css: str) -> list[str]:
 async def issue_login_link(context: AppContext, tenant: Tenant) -> tuple[str, int]:
     """Return a one-time sign-in URL for the tenant's owner and its lifetime in seconds."""
     if tenant.spec.owner is None:
-        raise Conflict(f"tenant {tenant.name!r} has no spec.owner, so there is nobody to sign in", field="owner")
+        raise Conflict(f"tenant {tenant.name!r} has no spec.owner, so no login link can be issued; set spec.owner.email", field="owner")
     url = tenant.status.url if tenant.status else None
     secret = await context.store.read_tenant_secret(tenant.name)
     if not url or not secret or not secret.get(SECRET_LOGIN_KEY):

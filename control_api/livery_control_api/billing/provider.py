@@ -2,8 +2,8 @@
 
 The Stripe client pins `STRIPE_API_VERSION`, the version that stripe-python
 16.1 is generated for. Create the webhook endpoint in the Stripe dashboard with
-the same API version so that event payloads have the shapes read here; in it,
-subscription periods sit on the subscription items, not on the subscription.
+the same API version, so that event payloads have the shapes read here. In that
+version, subscription periods are on the subscription items, not on the subscription.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class BillingProvider(abc.ABC):
 
 
 class NoBilling(BillingProvider):
-    """Billing `none`: plans are assigned by admins and nobody pays."""
+    """Billing `none`: admins assign plans and no payment is taken."""
 
     async def create_checkout_session(self, **kwargs: Any) -> CheckoutSession:
         raise BillingNotConfigured("billing is not configured on this platform; ask an admin to change the plan")

@@ -64,7 +64,7 @@ async def report_usage(body: UsageRequest, request: Request, context: Context, s
     token = bearer_token(request)
     secret = await context.store.read_tenant_secret(body.tenant) if token else None
     expected = (secret or {}).get(SECRET_USAGE_TOKEN)
-    # Unknown tenant and wrong token get the same answer, so the endpoint reveals no tenant names.
+    # Unknown tenant and wrong token get the same response, so the endpoint reveals no tenant names.
     if token is None or not expected or not constant_time_equal(token, expected):
         raise Unauthorized("usage token is missing or does not match the tenant")
 
