@@ -8,8 +8,9 @@ creates a scratch control database), then:
 
 1. applies 20 tenants per isolation mode, one at a time, and times each from
    the admin API's apply call to the first 200 from the gateway (p50, p99);
-2. loads one tenant's `/healthz` through the gateway and directly on its
-   app port, alternating rounds, and compares requests per second;
+2. loads one tenant's `/healthz` and `/` through the gateway and directly on
+   its app port, alternating rounds, and compares requests per second and
+   the latency of sequential requests;
 3. sums the memory of the runtime, its PostgreSQL and the tenant apps once
    50 tenants run (PSS, which counts shared pages once, and RSS).
 
@@ -169,16 +170,35 @@ async def load(url: str, headers: dict[str, str], seconds: float) -> float:
         return done / (time.perf_counter() - started)
 
 
-def gateway_overhead(runtime: Runtime, tenant: str) -> tuple[float, float]:
+def latency(url: str, headers: dict[str, str], count: int = 200) -> float:
+    """Return the median seconds of `count` sequential GETs on one keep-alive connection."""
+    timings = []
+    with httpx.Client(trust_env=False) as client:
+        for _ in range(count):
+            started = time.perf_counter()
+            client.get(url, headers=headers)
+            timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def gateway_overhead(runtime: Runtime, tenant: str, path: str) -> dict[str, float]:
+    """Measure `path` of one tenant through the gateway and on its app port, alternating rounds."""
     routes = json.loads((runtime.data_dir / "routes.json").read_text())
     port = routes["tenants"][tenant]["port"]
     host = {"Host": f"{tenant}.localhost:{runtime.gateway_port}"}
+    gateway_url = f"http://127.0.0.1:{runtime.gateway_port}{path}"
+    direct_url = f"http://127.0.0.1:{port}{path}"
     through_gateway: list[float] = []
     direct: list[float] = []
     for _ in range(LOAD_ROUNDS):
-        through_gateway.append(asyncio.run(load(f"http://127.0.0.1:{runtime.gateway_port}/healthz", host, LOAD_SECONDS)))
-        direct.append(asyncio.run(load(f"http://127.0.0.1:{port}/healthz", host, LOAD_SECONDS)))
-    return statistics.median(through_gateway), statistics.median(direct)
+        through_gateway.append(asyncio.run(load(gateway_url, host, LOAD_SECONDS)))
+        direct.append(asyncio.run(load(direct_url, host, LOAD_SECONDS)))
+    return {
+        "gateway rps": statistics.median(through_gateway),
+        "direct rps": statistics.median(direct),
+        "gateway latency": latency(gateway_url, host),
+        "direct latency": latency(direct_url, host),
+    }
 
 
 def create_control_database(server_url: str) -> tuple[str, str]:
@@ -212,7 +232,7 @@ def main() -> None:
                     if count == MEMORY_TENANTS:
                         time.sleep(2)
                         memory_figures = memory(runtime)
-        gateway_rps, direct_rps = gateway_overhead(runtime, f"b{run}-sh-0")
+        overhead = {path: gateway_overhead(runtime, f"b{run}-sh-0", path) for path in ("/healthz", "/")}
     finally:
         runtime.stop()
         shutil.rmtree(folder, ignore_errors=True)
@@ -226,10 +246,19 @@ def main() -> None:
     for mode, values in latencies.items():
         print(f"| {mode} | {percentile(values, 0.5):.2f} | {percentile(values, 0.99):.2f} | {max(values):.2f} |")
     print(
-        f"\nGateway throughput on `/healthz`, {LOAD_CONCURRENCY} connections, median of {LOAD_ROUNDS} rounds of "
-        f"{LOAD_SECONDS:g} s: {gateway_rps:.0f} requests/s through the gateway, {direct_rps:.0f} requests/s direct "
-        f"({gateway_rps / direct_rps:.0%} of direct).\n"
+        f"\nGateway against direct calls to the app of one shared-mode tenant: throughput with {LOAD_CONCURRENCY} "
+        f"connections (median of {LOAD_ROUNDS} alternating rounds of {LOAD_SECONDS:g} s) and the median latency of "
+        "200 sequential requests on one connection:\n"
     )
+    print("| path | gateway (requests/s) | direct (requests/s) | ratio | gateway latency (ms) | direct latency (ms) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for path, figures in overhead.items():
+        print(
+            f"| `{path}` | {figures['gateway rps']:.0f} | {figures['direct rps']:.0f} | "
+            f"{figures['gateway rps'] / figures['direct rps']:.0%} | {figures['gateway latency'] * 1000:.1f} | "
+            f"{figures['direct latency'] * 1000:.1f} |"
+        )
+    print()
     print(f"Memory with {MEMORY_TENANTS} running tenants (MiB):\n")
     print("| part | PSS | RSS |")
     print("| --- | --- | --- |")

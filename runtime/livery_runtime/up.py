@@ -22,6 +22,7 @@ import logging
 import os
 import pwd
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -210,15 +211,8 @@ class Runtime:
         await apply_default_plans(self.store)
 
         routes = RoutingTable(self.data_dir / "routes.json")
-        app_settings = {"LIVERY_BASE_DOMAIN": self.settings.base_domain, "LIVERY_LOG_LEVEL": self.settings.log_level}
-        if self.settings.redis_url is not None:
-            app_settings["LIVERY_REDIS_URL"] = self.settings.redis_url.get_secret_value()
         self.driver = LocalDriver(
-            self.store,
-            self.data_dir,
-            routes,
-            launcher=ForkLauncher(),
-            app_settings=app_settings,
+            self.store, self.data_dir, routes, launcher=ForkLauncher(), app_settings=self.app_settings()
         )
         reconcile_settings = ReconcileSettings(
             base_domain=self.settings.base_domain,
@@ -243,6 +237,13 @@ class Runtime:
         await self._serve(Gateway(routes), self.options.gateway_port)
         await self.loop.start()
         write_runtime_file(self.data_dir, self.api_url, self.gateway_url)
+
+    def app_settings(self) -> dict[str, str]:
+        """Return the `LIVERY_*` settings every tenant app gets besides the reconciler's environment."""
+        settings = {"LIVERY_BASE_DOMAIN": self.settings.base_domain, "LIVERY_LOG_LEVEL": self.settings.log_level}
+        if self.settings.redis_url is not None:
+            settings["LIVERY_REDIS_URL"] = self.settings.redis_url.get_secret_value()
+        return settings
 
     async def _database_url(self) -> str:
         configured = secret_value(self.settings.database_url)
@@ -327,12 +328,8 @@ def make_provisioner(admin_url: str) -> Any:
 
 def make_storage(settings: CommonSettings, files_dir: Path) -> Any:
     """Return file storage for deletion snapshots: S3 when configured, else the data folder."""
-    try:
-        from livery.storage import open_storage
-    except ImportError:
-        # TODO: drop this fallback once livery.storage exists; until then Snapshot deletions fail.
-        logger.warning("livery.storage is not available; tenants with deletionPolicy Snapshot cannot be deleted")
-        return None
+    from livery.storage import open_storage
+
     return open_storage(settings.s3_bucket, settings.s3_endpoint_url, None if settings.s3_bucket else files_dir)
 
 
@@ -359,7 +356,16 @@ def write_runtime_file(data_dir: Path, api_url: str, gateway_url: str) -> None:
     (data_dir / RUNTIME_FILE).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
 
 
+def command_name() -> str:
+    """Return how to call `livery` from this shell: by name when it is on PATH, else by its path."""
+    script = Path(sys.executable).parent / "livery"
+    if shutil.which("livery") == str(script) or not script.exists():
+        return "livery"
+    return os.path.relpath(script)
+
+
 def banner(runtime: Runtime) -> str:
+    livery = command_name()
     gateway = runtime.gateway_url
     port = runtime.options.gateway_port
     domain = runtime.settings.base_domain
@@ -370,8 +376,8 @@ def banner(runtime: Runtime) -> str:
             f"  gateway      {gateway}  (tenant <name> is served at http://<name>.{domain}:{port}/)",
             f"  data folder  {runtime.data_dir}",
             "Try, in another terminal:",
-            "  livery apply -f examples/tenants/",
-            "  livery get tenants",
+            f"  {livery} apply -f examples/tenants/",
+            f"  {livery} get tenants",
             f"  open http://acme.{domain}:{port}/",
             "Press Ctrl-C to stop.",
         ]

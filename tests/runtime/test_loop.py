@@ -134,12 +134,18 @@ async def test_second_claim_on_host_conflicts(loop: ReconcileLoop) -> None:
 
     await loop.store.apply_tenant("copycat", {**SPEC, "displayName": "Copycat"}, CLI_FIELD_MANAGER)
 
+    seen: list[Any] = []
+
     async def routing_condition() -> Any:
         status = (await loop.store.get_tenant("copycat")).status
+        seen[:] = [status.to_json() if status is not None else None]
         condition = status.condition("RoutingReady") if status is not None else None
         return condition if condition is not None and condition.reason == "HostConflict" else None
 
-    condition = await eventually(routing_condition)
+    try:
+        condition = await eventually(routing_condition)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last status of copycat: {seen}") from None
     assert "shop.loopy.example.com" in condition.message
     assert loop.driver.routes.resolve("shop.loopy.example.com").tenant == TENANT
 

@@ -28,7 +28,8 @@ BRANDS = {
     "globex": ("Globex Portal", "#2b8a3e"),
     "initech": ("Initech TPS", "#5f3dc4"),
 }
-MODES = {"acme": "shared", "globex": "schema", "initech": "database"}
+# Every tenant the module makes, with its isolation mode; "umbrella" signs up through the control API.
+MODES = {"acme": "shared", "globex": "schema", "initech": "database", "umbrella": "shared"}
 READY_TIMEOUT_SECONDS = 90.0
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -233,6 +234,23 @@ def test_invalid_manifest_rejected_like_validate(examples_applied: RuntimeProces
     assert examples_applied.admin("GET", "/v1/admin/tenants/9lives").status_code in (404, 422)
 
 
+def test_signed_up_tenant_is_served(examples_applied: RuntimeProcess) -> None:
+    import httpx
+
+    body = {
+        "tenant": "umbrella",
+        "displayName": "Umbrella Corporation",
+        "email": "owner@umbrella.example.com",
+        "password": "correct horse battery staple",
+        "plan": "free",
+    }
+    response = httpx.post(examples_applied.api_url + "/v1/signup", json=body, timeout=30)
+    page = wait_for(lambda: tenant_page(examples_applied, "umbrella.localhost"), READY_TIMEOUT_SECONDS, message="signup")
+
+    assert response.status_code == 201, response.text
+    assert "Umbrella Corporation" in page.text
+
+
 def test_logs_print_app_output(examples_applied: RuntimeProcess) -> None:
     result = examples_applied.cli("logs", "tenant", "acme")
 
@@ -260,7 +278,7 @@ def test_second_up_on_same_folder_exits(examples_applied: RuntimeProcess) -> Non
 
 
 def test_unknown_host_gets_404(examples_applied: RuntimeProcess) -> None:
-    response = examples_applied.gateway_get("umbrella.localhost")
+    response = examples_applied.gateway_get("nobody.localhost")
 
     assert response.status_code == 404
 
