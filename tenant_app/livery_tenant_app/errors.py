@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .rendering import render_error_page
+
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
@@ -45,14 +47,20 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith(API_PREFIX)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    from .rendering import render_error_page
+def error_response(
+    request: Request, status_code: int, code: str, message: str, field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Return the error as JSON for API paths and as a branded page for the rest."""
+    if _wants_html(request):
+        return render_error_page(request, status_code, message, headers=headers)
+    return JSONResponse(error_body(code, message, field), status_code=status_code, headers=headers)
 
+
+def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
-        if _wants_html(request):
-            return render_error_page(request, exc.status_code, exc.message)
-        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status_code)
+        return error_response(request, exc.status_code, exc.code, exc.message, exc.field)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -60,32 +68,23 @@ def install_error_handlers(app: FastAPI) -> None:
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         field = _field_of(tuple(first.get("loc", ())))
         message = "; ".join(f"{_field_of(tuple(error.get('loc', ())))}: {error.get('msg')}" for error in errors)
-        if _wants_html(request):
-            return render_error_page(request, 422, message)
-        return JSONResponse(error_body("invalid", message, field), status_code=422)
+        return error_response(request, 422, "invalid", message, field)
 
     @app.exception_handler(DataError)
     async def _data_error(request: Request, exc: DataError) -> Response:
         # Input that passed validation but that PostgreSQL cannot store, such as a NUL character.
         logger.info("request %s %s: database rejected a value: %s", request.method, request.url.path, exc.orig)
         message = "a value cannot be stored: text must not contain NUL characters and numbers must fit their column"
-        if _wants_html(request):
-            return render_error_page(request, 422, message)
-        return JSONResponse(error_body("invalid", message, None), status_code=422)
+        return error_response(request, 422, "invalid", message)
 
     @app.exception_handler(IntegrityError)
     async def _integrity_error(request: Request, exc: IntegrityError) -> Response:
         # Two requests raced for the same unique value; the one that lost gets 409.
         logger.warning("request %s %s: integrity error: %s", request.method, request.url.path, exc.orig)
         message = "the request conflicts with data that was just changed; reload and try again"
-        if _wants_html(request):
-            return render_error_page(request, 409, message)
-        return JSONResponse(error_body("conflict", message, None), status_code=409)
+        return error_response(request, 409, "conflict", message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        message = str(exc.detail)
-        if _wants_html(request):
-            return render_error_page(request, exc.status_code, message, headers=exc.headers)
         code = "not_found" if exc.status_code == 404 else "http_error"
-        return JSONResponse(error_body(code, message, None), status_code=exc.status_code, headers=exc.headers)
+        return error_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)

@@ -50,6 +50,17 @@ Page = Annotated[int, Query(ge=1, le=100_000, description="Page number, from 1."
 PerPage = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, alias="perPage", description="Items a page.")]
 
 
+async def delete_product_with_image(request: Request, db: Db, product_id: str) -> None:
+    """Delete a product and its image file, or raise the usual 404."""
+    product = await get_product(db, product_id)
+    if product is None:
+        raise not_found("product")
+    image_key = product.image_key
+    await delete_product(db, product)
+    if image_key is not None:
+        await request.app.state.files.delete_by_key(db, image_key)
+
+
 def product_public(product: Product) -> ProductPublic:
     return ProductPublic(
         id=product.id,
@@ -104,13 +115,7 @@ async def update_product_route(product_id: str, body: ProductUpdate, db: Db, ide
 
 @router.delete("/products/{product_id}", status_code=204, tags=["products"])
 async def delete_product_route(product_id: str, request: Request, db: Db, identity: ApiUser) -> Response:
-    product = await get_product(db, product_id)
-    if product is None:
-        raise not_found("product")
-    image_key = product.image_key
-    await delete_product(db, product)
-    if image_key is not None:
-        await request.app.state.files.delete_by_key(db, image_key)
+    await delete_product_with_image(request, db, product_id)
     return Response(status_code=204)
 
 

@@ -12,13 +12,14 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 
 from ..auth import generate_api_key
-from ..catalogue import DEFAULT_PAGE_SIZE, create_product, delete_product, get_product, list_products, parse_id
+from ..catalogue import DEFAULT_PAGE_SIZE, create_product, get_product, list_products, parse_id
 from ..db.models import ApiKey
 from ..deps import Config, CsrfChecked, Db, MaybePageUser, PageUser
 from ..errors import AppError, not_found
 from ..rendering import render
 from ..schemas import InvitationCreate, ProductCreate
 from ..team import create_invitation, create_password_reset, get_user, list_users
+from .api import delete_product_with_image
 from .uploads import read_upload
 
 router = APIRouter(include_in_schema=False)
@@ -104,13 +105,7 @@ def _decimal(value: str) -> Decimal | str:
 
 @router.post("/products/{product_id}/delete", dependencies=[CsrfChecked])
 async def delete_product_form(product_id: str, request: Request, db: Db, identity: PageUser) -> Response:
-    product = await get_product(db, product_id)
-    if product is None:
-        raise not_found("product")
-    image_key = product.image_key
-    await delete_product(db, product)
-    if image_key is not None:
-        await request.app.state.files.delete_by_key(db, image_key)
+    await delete_product_with_image(request, db, product_id)
     return see_other("/products")
 
 
