@@ -2,8 +2,8 @@
 
 The commands reach a running `livery up` through the control API's admin
 endpoints. The URL comes from `LIVERY_API_URL` or the data folder's
-`runtime.json`; the bearer token from `LIVERY_ADMIN_TOKEN` or the data
-folder's `admin-token` file (mode 0600, created by `livery up`).
+`runtime.json`. The bearer token comes from `LIVERY_ADMIN_TOKEN` or the data
+folder's `admin-token` file, which `livery up` creates with mode 0600.
 """
 
 from __future__ import annotations

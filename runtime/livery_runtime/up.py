@@ -7,8 +7,8 @@ PostgreSQL from the `pgserver` package in the data folder.
 
 The data folder contains everything a restart needs: the PostgreSQL data, the
 admin token and signing key (mode 0600), tenant config and log files, local
-file storage and `runtime.json`, which tells the `livery` command where the
-control API listens. A lock file keeps a second `livery up` off the same folder.
+file storage and `runtime.json`, where the `livery` command reads the control
+API's address. A lock file keeps a second `livery up` off the same folder.
 """
 
 from __future__ import annotations
