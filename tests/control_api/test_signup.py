@@ -156,3 +156,22 @@ async def test_concurrent_signups_create_one_tenant(api):
         accounts = await session.scalar(select(func.count()).select_from(Account).where(Account.email == email))
     assert accounts == 1
     assert (await api.context.store.get_tenant(tenant)).spec.owner.email == email
+
+
+async def test_commit_failure_removes_written_tenant(api, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async def lost_connection(self):
+        raise OperationalError("COMMIT", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(AsyncSession, "commit", lost_connection)
+    response, tenant, email = await api.signup()
+    monkeypatch.undo()
+
+    assert response.status_code == 500
+    # The store only marks a Tenant for deletion; the reconciler removes it after cleanup.
+    left = next((item for item in await api.context.store.list_tenants() if item.name == tenant), None)
+    assert left is None or left.metadata.deletion_timestamp is not None
+    async with api.context.sessions() as session:
+        assert await session.scalar(select(Account).where(Account.email == email)) is None
