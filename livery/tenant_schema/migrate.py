@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -55,9 +56,14 @@ def sqlalchemy_url(url: str) -> sqlalchemy.URL:
 
 
 def apply_migrations(
-    owner_url: str, isolation: Isolation, schema: str | None, *, owner_role: str | None = None
+    owner_url: str,
+    isolation: Isolation,
+    schema: str | None,
+    *,
+    owner_role: str | None = None,
+    target: str = "head",
 ) -> None:
-    """Upgrade the tenant schema to `HEAD_REVISION`, creating the tables on first use.
+    """Upgrade the tenant schema to `target` (default `HEAD_REVISION`), creating the tables on first use.
 
     `owner_url` connects to the tenant's database. When `owner_role` is given,
     the migrations run as that role (`SET LOCAL ROLE`), so it owns what they
@@ -67,7 +73,10 @@ def apply_migrations(
 
     All migrations run in one transaction that first takes an advisory lock, so
     concurrent callers wait for each other and the second one finds the schema
-    already at head. A failure rolls everything back.
+    already at head. A failure rolls everything back. An empty schema gets the
+    SQL that Alembic's offline mode renders for all migrations, cached per
+    isolation mode, so creating tenants needs no Alembic run and several
+    threads can create tenants at once.
     """
     if isolation not in ("database", "schema", "shared"):
         raise MigrationError(f"isolation must be database, schema or shared, got {isolation!r}")
@@ -78,8 +87,12 @@ def apply_migrations(
     try:
         with engine.connect() as connection, connection.begin():
             _prepare_transaction(connection, schema, owner_role)
-            with _ALEMBIC_LOCK:
-                _upgrade_to_head(connection, isolation, schema)
+            current = _current_revision(connection)
+            if current is None and target in ("head", HEAD_REVISION):
+                connection.exec_driver_sql(creation_script(isolation))
+            elif current != (HEAD_REVISION if target == "head" else target):
+                with _ALEMBIC_LOCK:
+                    _upgrade(connection, isolation, schema, target)
     finally:
         engine.dispose()
 
@@ -95,17 +108,54 @@ def _prepare_transaction(connection: Connection, schema: str | None, owner_role:
     connection.execute(sqlalchemy.text(LOCK_SQL), {"schema": schema or ""})
 
 
-def _upgrade_to_head(connection: Connection, isolation: Isolation, schema: str | None) -> None:
+def _current_revision(connection: Connection) -> str | None:
+    """Return the revision in the version table of the first schema on the search path, or None."""
+    exists = connection.execute(sqlalchemy.text("SELECT to_regclass(:table)"), {"table": VERSION_TABLE}).scalar()
+    if exists is None:
+        return None
+    return connection.execute(sqlalchemy.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+
+
+def _config(isolation: Isolation) -> Config:
     config = Config()
     config.set_main_option("script_location", str(SCRIPT_LOCATION))
     config.attributes["isolation"] = isolation
-    config.attributes["schema"] = schema
+    return config
+
+
+@lru_cache(maxsize=3)
+def creation_script(isolation: Isolation) -> str:
+    """Return the SQL that creates the tenant schema from nothing to head, as Alembic's offline mode renders it.
+
+    Names are unqualified: the caller's `search_path` puts the tables and the
+    version table in the tenant's schema in schema mode, and in `public` otherwise.
+    """
     script = _script_directory()
+    output = io.StringIO()
 
     def upgrade(revision, context):  # noqa: ANN001 - Alembic's callback signature
         return script._upgrade_revs("head", revision)
 
-    with EnvironmentContext(config, script, fn=upgrade, destination_rev="head") as environment:
+    with _ALEMBIC_LOCK, EnvironmentContext(_config(isolation), script, fn=upgrade, as_sql=True, destination_rev="head") as environment:
+        environment.configure(
+            url="postgresql+psycopg://",
+            output_buffer=output,
+            version_table=VERSION_TABLE,
+            transactional_ddl=False,
+            literal_binds=True,
+        )
+        with environment.begin_transaction():
+            environment.run_migrations()
+    return output.getvalue()
+
+
+def _upgrade(connection: Connection, isolation: Isolation, schema: str | None, target: str) -> None:
+    script = _script_directory()
+
+    def upgrade(revision, context):  # noqa: ANN001 - Alembic's callback signature
+        return script._upgrade_revs(target, revision)
+
+    with EnvironmentContext(_config(isolation), script, fn=upgrade, destination_rev=target) as environment:
         environment.configure(
             connection=connection,
             version_table=VERSION_TABLE,
@@ -114,4 +164,3 @@ def _upgrade_to_head(connection: Connection, isolation: Isolation, schema: str |
         )
         with environment.begin_transaction():
             environment.run_migrations()
-

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from livery.database import DatabaseError, DatabaseProvisioner
 from livery.database.statements import scram_verifier_matches
 from livery.tenant_schema import HEAD_REVISION
-from livery.tenant_schema.migrate import _script_directory
+from livery.tenant_schema import migrate
 
 from database_support import ISOLATIONS, unique_tenant_name
 
@@ -319,26 +319,23 @@ async def test_new_password_replaces_old(provision_tenant, admin):
 # Shared-mode migrations run once per database, before the first shared tenant, so
 # the same transactional rollback is covered by the two per-tenant modes.
 @pytest.mark.parametrize("isolation", ["database", "schema"])
-async def test_failed_migration_leaves_no_tables(provisioner: DatabaseProvisioner, provision_tenant, admin, monkeypatch, isolation):
+async def test_failed_migration_leaves_no_tables(provision_tenant, admin, monkeypatch, isolation):
     name = unique_tenant_name("broken")
-    migration = _script_directory().get_revision("0001").module
-    real_isolate_table = migration.isolate_table
+    real_creation_script = migrate.creation_script
 
-    def fail_on_products(table: str) -> None:
-        if table == "products":
-            raise RuntimeError("simulated crash in the middle of a migration")
-        real_isolate_table(table)
+    def script_that_fails_at_the_end(mode: str) -> str:
+        return real_creation_script(mode) + "\nSELECT 1 / 0;\n"
 
-    monkeypatch.setattr(migration, "isolate_table", fail_on_products)
+    monkeypatch.setattr(migrate, "creation_script", script_that_fails_at_the_end)
     with pytest.raises(DatabaseError) as raised:
         await provision_tenant(isolation, name=name, password="pw")
     failed_tables = tables_in(admin, *database_and_schema(name, isolation))
-    monkeypatch.setattr(migration, "isolate_table", real_isolate_table)
+    monkeypatch.setattr(migrate, "creation_script", real_creation_script)
 
     info = await provision_tenant(isolation, name=name, password="pw")
 
     assert raised.value.reason == "MigrationFailed"
-    assert "simulated crash" in str(raised.value)
+    assert "division by zero" in str(raised.value)
     assert failed_tables == set()
     assert TENANT_TABLES <= tables_in(admin, info.database, schema_of(info))
 

@@ -65,12 +65,27 @@ def test_apply_migrations_requires_schema_in_schema_mode(scratch_database):
 
 def test_orm_models_match_migrations(scratch_database):
     apply_migrations(scratch_database, "database", None)
-    engine = sqlalchemy.create_engine(sqlalchemy_url(scratch_database))
+
+    assert orm_differences(scratch_database) == []
+
+
+def test_upgrade_from_older_revision_matches_fresh_schema(scratch_database):
+    apply_migrations(scratch_database, "database", None, target="0001")
+    with psycopg.connect(scratch_database) as connection:
+        older = connection.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+
+    apply_migrations(scratch_database, "database", None)
+
+    assert older == "0001"
+    assert orm_differences(scratch_database) == []
+
+
+def orm_differences(url: str) -> list:
+    engine = sqlalchemy.create_engine(sqlalchemy_url(url))
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             differences = compare_metadata(context, Base.metadata)
     finally:
         engine.dispose()
-
-    assert [d for d in differences if not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name == "alembic_version")] == []
+    return [d for d in differences if not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name == "alembic_version")]
