@@ -35,6 +35,7 @@ DEFAULT_CONCURRENCY = 4
 DEFAULT_RESYNC_SECONDS = 30.0
 # Delay before retrying a tenant whose reconcile raised an unexpected error.
 ERROR_RETRY_SECONDS = 5.0
+LISTEN_TIMEOUT_SECONDS = 30.0
 
 
 def claimed_hosts(tenants: list[Tenant], base_domain: str) -> dict[str, str]:
@@ -94,11 +95,13 @@ class ReconcileLoop:
         self._tasks.append(asyncio.create_task(self._resync(), name="reconcile-resync"))
         for index in range(self.concurrency):
             self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-worker-{index}"))
-        listening = asyncio.create_task(self._listening.wait())
-        await asyncio.wait({listening, self._tasks[0]}, return_when=asyncio.FIRST_COMPLETED)
-        if self._tasks[0].done():
-            listening.cancel()
-            self._tasks[0].result()
+        try:
+            await asyncio.wait_for(self._listening.wait(), LISTEN_TIMEOUT_SECONDS)
+        except asyncio.TimeoutError:
+            await self.stop()
+            raise RuntimeError(
+                f"could not LISTEN for changes on the control database within {LISTEN_TIMEOUT_SECONDS:g} s"
+            ) from None
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -114,15 +117,24 @@ class ReconcileLoop:
         return not self._running and all(due > now for due in self._due.values())
 
     async def _listen(self) -> None:
-        async for kind, name in self.store.changes():
-            if kind == "Tenant":
-                self.enqueue(name)
-            elif kind == "Plan":
-                await self._enqueue_plan_tenants(name)
-            else:
-                # LISTEN (re)started: changes before it were not notified.
-                await self.enqueue_all()
-                self._listening.set()
+        while True:
+            try:
+                async for kind, name in self.store.changes():
+                    await self._handle_change(kind, name)
+            except Exception:
+                # Without this task no change would be seen until the next periodic re-check.
+                logger.exception("handling change notifications failed; listening again in %g s", ERROR_RETRY_SECONDS)
+                await asyncio.sleep(ERROR_RETRY_SECONDS)
+
+    async def _handle_change(self, kind: str, name: str) -> None:
+        if kind == "Tenant":
+            self.enqueue(name)
+        elif kind == "Plan":
+            await self._enqueue_plan_tenants(name)
+        else:
+            # LISTEN (re)started: changes before it were not notified.
+            await self.enqueue_all()
+            self._listening.set()
 
     async def _enqueue_plan_tenants(self, plan: str) -> None:
         for tenant in await self.store.list_tenants():
