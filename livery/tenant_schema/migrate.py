@@ -6,7 +6,7 @@ import io
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy
 from alembic.config import Config
@@ -130,37 +130,32 @@ def creation_script(isolation: Isolation) -> str:
     Names are unqualified: the caller's `search_path` puts the tables and the
     version table in the tenant's schema in schema mode, and in `public` otherwise.
     """
-    script = _script_directory()
     output = io.StringIO()
-
-    def upgrade(revision, context):  # noqa: ANN001 - Alembic's callback signature
-        return script._upgrade_revs("head", revision)
-
-    with _ALEMBIC_LOCK, EnvironmentContext(_config(isolation), script, fn=upgrade, as_sql=True, destination_rev="head") as environment:
-        environment.configure(
+    with _ALEMBIC_LOCK:
+        _run_alembic(
+            isolation,
+            "head",
+            as_sql=True,
             url="postgresql+psycopg://",
             output_buffer=output,
-            version_table=VERSION_TABLE,
             transactional_ddl=False,
             literal_binds=True,
         )
-        with environment.begin_transaction():
-            environment.run_migrations()
     return output.getvalue()
 
 
 def _upgrade(connection: Connection, isolation: Isolation, schema: str | None, target: str) -> None:
+    _run_alembic(isolation, target, connection=connection, version_table_schema=schema, transactional_ddl=True)
+
+
+def _run_alembic(isolation: Isolation, target: str, *, as_sql: bool = False, **options: Any) -> None:
+    """Run the migrations up to `target` with Alembic; `options` go to `EnvironmentContext.configure`."""
     script = _script_directory()
 
     def upgrade(revision, context):  # noqa: ANN001 - Alembic's callback signature
         return script._upgrade_revs(target, revision)
 
-    with EnvironmentContext(_config(isolation), script, fn=upgrade, destination_rev=target) as environment:
-        environment.configure(
-            connection=connection,
-            version_table=VERSION_TABLE,
-            version_table_schema=schema,
-            transactional_ddl=True,
-        )
+    with EnvironmentContext(_config(isolation), script, fn=upgrade, as_sql=as_sql, destination_rev=target) as environment:
+        environment.configure(version_table=VERSION_TABLE, **options)
         with environment.begin_transaction():
             environment.run_migrations()
