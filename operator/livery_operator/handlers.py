@@ -5,7 +5,8 @@
   raises `kopf.PermanentError`.
 - Tenant deleted: the finalizer handler applies the deletion policy. It lets the
   Tenant go only when the database step succeeded.
-- Every `resync_seconds`: reconcile again, which re-asserts every object (drift).
+- Every `resync_seconds`: one loop reconciles every tenant again, which
+  re-asserts every object (drift).
 - A managed Deployment deleted or changed in replicas: reconcile its tenant, so
   AppReady follows the available replicas and a deleted app comes back at once.
 - A Plan created, changed or deleted: reconcile every tenant on it.
@@ -61,9 +62,13 @@ def build_registry(
     plans = (API_GROUP, API_VERSION, "plans")
     managed = {naming.MANAGED_BY_LABEL: naming.MANAGED_BY}
 
+    resync_tasks: list[asyncio.Task[None]] = []
+
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
+        # One loop for every tenant instead of a kopf timer per tenant, which costs a task each.
+        resync_tasks.append(asyncio.create_task(resync_forever(reconciler, resync_seconds), name="livery-resync"))
 
     if connection is not None:
 
@@ -73,10 +78,14 @@ def build_registry(
 
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:
+        for task in resync_tasks:
+            task.cancel()
+        await asyncio.gather(*resync_tasks, return_exceptions=True)
         await reconciler.client.close()
 
     @kopf.index(*tenants, id="tenant_hosts", registry=registry)
     async def tenant_hosts(name: str, spec: Any, meta: Any, **_: Any) -> dict[str, tuple[str, str]]:
+        reconciler.known_tenants.add(name)
         created = meta.get("creationTimestamp") or ""
         hosts = [naming.primary_host(name, reconciler.settings.base_domain), *(spec.get("domains") or [])]
         return {host: (created, name) for host in hosts}
@@ -89,6 +98,7 @@ def build_registry(
     @kopf.on.create(*tenants, id="reconcile", registry=registry)
     @kopf.on.update(*tenants, id="reconcile", registry=registry)
     async def reconcile(name: str, reason: str, retry: int, tenant_hosts: kopf.Index, **_: Any) -> None:
+        reconciler.host_index = tenant_hosts
         result = await reconciler.reconcile(name, str(reason), tenant_hosts)
         if result is None:
             return
@@ -103,9 +113,6 @@ def build_registry(
         if result is not None and not result.finished:
             raise kopf.TemporaryError(_failure_summary(result), delay=backoff(retry, result.retry_after or 15))
 
-    @kopf.timer(*tenants, id="resync", interval=resync_seconds, initial_delay=resync_seconds, registry=registry)
-    async def resync(name: str, tenant_hosts: kopf.Index, **_: Any) -> None:
-        await _reconcile_quietly(reconciler, name, "resync", tenant_hosts)
 
     @kopf.on.event("apps", "v1", "deployments", id="deployment_changed", labels=managed, registry=registry)
     async def deployment_changed(
@@ -149,6 +156,24 @@ def build_registry(
                 await reconciler.client.merge_patch("Plan", name, {"status": plan_status}, subresource="status")
 
     return registry
+
+
+async def resync_forever(reconciler: TenantReconciler, interval: float) -> None:
+    """Reconcile every known tenant once per `interval` seconds, re-asserting every object."""
+    while True:
+        await asyncio.sleep(interval)
+        names = sorted(reconciler.known_tenants)
+        started = asyncio.get_running_loop().time()
+        semaphore = asyncio.Semaphore(PLAN_FANOUT)
+
+        async def one(tenant: str) -> None:
+            async with semaphore:
+                await _reconcile_quietly(reconciler, tenant, "resync", reconciler.host_index)
+
+        await asyncio.gather(*(one(tenant) for tenant in names))
+        elapsed = asyncio.get_running_loop().time() - started
+        if elapsed > interval:
+            logger.warning("drift check of %d tenants took %.1f s, longer than %.1f s", len(names), elapsed, interval)
 
 
 async def _reconcile_quietly(reconciler: TenantReconciler, tenant: str, trigger: str, index: Any) -> None:

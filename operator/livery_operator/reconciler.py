@@ -92,6 +92,9 @@ class TenantReconciler:
         self._locks: dict[str, asyncio.Lock] = {}
         # Bounds the reconciles in flight, and so the connections to the tenant database server.
         self._slots = asyncio.Semaphore(max_concurrent)
+        # Tenants seen by the host index, and that index; the drift loop reconciles them all.
+        self.known_tenants: set[str] = set()
+        self.host_index: Mapping[str, Iterable[HostClaim]] | None = None
         # Wall time of each tenant's last reconcile, measured inside its slot (no queueing), in seconds.
         self.durations: dict[str, float] = {}
 
@@ -111,7 +114,10 @@ class TenantReconciler:
         """Reconcile the Tenant `name` and persist its status; None when it is gone or being deleted."""
         async with self.lock(name), self._slots:
             body = await self.client.get("Tenant", name)
-            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            if body is None:
+                self.known_tenants.discard(name)
+                return None
+            if (body.get("metadata") or {}).get("deletionTimestamp"):
                 return None
             RECONCILES.labels(trigger=trigger).inc()
             started = time.perf_counter()
@@ -179,6 +185,7 @@ class TenantReconciler:
             )
             await self.write_status(name, body.get("status"), result.status)
         if result.finished:
+            self.known_tenants.discard(name)
             self._locks.pop(name, None)
             self.durations.pop(name, None)
             self.observer.set_phase(name, None)
