@@ -191,14 +191,6 @@ async def test_admin_cannot_deactivate_owner(tenant_pair) -> None:
     assert "owner" in response.json()["error"]["message"]
 
 
-def test_invitation_email_is_lowercased() -> None:
-    from livery_tenant_app.schemas import InvitationCreate
-
-    invitation = InvitationCreate.model_validate({"email": "  Mixed.Case@Acme.Example "})
-
-    assert invitation.email == "mixed.case@acme.example"
-
-
 async def test_non_ascii_invitation_email_gets_422(tenant_pair) -> None:
     acme, _ = tenant_pair
 
