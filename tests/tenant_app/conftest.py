@@ -68,8 +68,10 @@ class TenantUnderTest:
         values.update(claims)
         return jwt.encode(values, self.login_key, algorithm="HS256")
 
-    def anonymous_client(self, **options: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=f"http://{self.host}", **options)
+    def anonymous_client(self, host: str | None = None, **options: Any) -> httpx.AsyncClient:
+        """Return a client without a session, for `host` or the tenant's primary host."""
+        base_url = f"http://{host or self.host}"
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=base_url, **options)
 
 
 @pytest.fixture(scope="session")

@@ -130,3 +130,23 @@ async def test_branding_file_of_other_type_is_not_served(tenant_pair) -> None:
     assert html.status_code == 404
     assert foreign.status_code == 404
     assert traversal.status_code == 404
+
+
+async def test_added_custom_domain_is_served_after_reload(tenant_pair) -> None:
+    _, globex = tenant_pair
+    domain = f"shop-{globex.name}.example.test"
+    hosts = list(globex.document["hosts"])
+
+    async with globex.anonymous_client(domain) as before_client:
+        before = await before_client.get("/store")
+    globex.write_config(hosts=hosts + [domain])
+    globex.app.state.config_watcher.expire()
+    try:
+        async with globex.anonymous_client(domain) as after_client:
+            after = await after_client.get("/store")
+    finally:
+        globex.write_config(hosts=hosts)
+        globex.app.state.config_watcher.expire()
+
+    assert before.status_code == 404
+    assert after.status_code == 200
