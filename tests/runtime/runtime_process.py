@@ -72,6 +72,8 @@ class RuntimeProcess:
         )
 
     def start(self) -> RuntimeProcess:
+        """Start `livery up` and return once it prints its banner; a restart appends to the same log."""
+        offset = len(self.output())
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.up_command(), env=self.environment, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
@@ -80,7 +82,7 @@ class RuntimeProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"livery up exited with {self.process.returncode}:\n{self.output()}")
-            if "Livery is running." in self.output():
+            if "Livery is running." in self.output()[offset:]:
                 return self
             time.sleep(0.1)
         raise RuntimeError(f"livery up did not start within {START_TIMEOUT_SECONDS:g} s:\n{self.output()}")

@@ -207,6 +207,20 @@ def test_describe_shows_conditions_and_events(examples_applied: RuntimeProcess) 
     assert "Events:" in result.stdout
 
 
+def test_login_link_signs_owner_in(examples_applied: RuntimeProcess) -> None:
+    from urllib.parse import urlsplit
+
+    result = examples_applied.cli("login-link", "initech")
+    assert result.returncode == 0, result.stderr
+    link = urlsplit(result.stdout.strip())
+
+    response = examples_applied.gateway_get(link.hostname or "", f"{link.path}?{link.query}")
+
+    assert link.hostname == "initech.localhost"
+    assert response.status_code in (302, 303)
+    assert response.headers["location"] == "/"
+
+
 def test_apply_again_reports_unchanged(examples_applied: RuntimeProcess) -> None:
     result = examples_applied.cli("apply", "-f", str(EXAMPLES / "initech.yaml"))
 

@@ -54,18 +54,40 @@ def test_unreachable_database_exits_with_message(tmp_path: Path) -> None:
     assert "secret-password" not in result.stderr
 
 
-def test_embedded_postgres_default_serves_tenant(tmp_path: Path) -> None:
+def test_broken_embedded_postgres_exits_with_message(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "postgres").write_text("not a PostgreSQL data folder\n")
+    runtime = RuntimeProcess(data_dir, None)
+
+    result = runtime.run_up_once()
+
+    assert result.returncode == 1
+    assert "error: the embedded PostgreSQL could not start" in result.stderr
+    assert "set LIVERY_DATABASE_URL" in result.stderr
+
+
+def test_embedded_postgres_default_serves_and_resumes(tmp_path: Path) -> None:
     runtime = RuntimeProcess(tmp_path / "data", None).start()
     try:
         applied = runtime.cli("apply", "-f", str(REPO_ROOT / "examples" / "tenants" / "acme.yaml"))
         assert applied.returncode == 0, applied.stderr
-
         page = wait_for(lambda: tenant_page(runtime, "acme.localhost"), 90, message="acme served")
-        assert phase_of(runtime, "acme") in ("Ready", "Provisioning")
     finally:
-        status = runtime.stop()
+        first_status = runtime.stop()
+    stopped_apps = runtime.tenant_app_processes()
+
+    runtime.start()
+    try:
+        resumed = wait_for(lambda: tenant_page(runtime, "acme.localhost"), 90, message="acme served again")
+        phase = wait_for(lambda: phase_of(runtime, "acme") == "Ready", 90, message="acme Ready")
+    finally:
+        second_status = runtime.stop()
 
     assert "Acme Shop" in page.text
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
-    assert status == 0
-    assert runtime.tenant_app_processes() == {}
+    assert first_status == 0
+    assert stopped_apps == {}
+    assert "Acme Shop" in resumed.text
+    assert phase
+    assert second_status == 0
