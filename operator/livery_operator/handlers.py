@@ -45,7 +45,6 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.persistence.finalizer = FINALIZER
     # The steps post one event per condition change; kopf's own events would repeat them.
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 20
     settings.networking.request_timeout = 60
     settings.watching.server_timeout = 300
 
@@ -177,7 +176,7 @@ async def resync_forever(reconciler: TenantReconciler, interval: float) -> None:
 
 
 async def _reconcile_quietly(reconciler: TenantReconciler, tenant: str, trigger: str, index: Any) -> None:
-    """Reconcile from a timer or a watch; failures are logged and retried on the next trigger."""
+    """Reconcile from the drift loop or a watch; a failure is logged and retried on the next trigger."""
     try:
         await reconciler.reconcile(tenant, trigger, index)
     except Exception:  # noqa: BLE001 - a timer or watch must keep running
