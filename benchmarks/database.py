@@ -10,9 +10,9 @@ It reports, for each isolation mode:
 - tenants per second when a batch of new tenants is provisioned concurrently.
 
 Then it loads the shared tables with several tenants' products and times one
-page of the product list as a tenant role under row-level security against
-the same query filtered in application code by a superuser, in alternating
-rounds on the same server.
+page of the product list as a tenant role under row-level security. It times
+the same query filtered in application code by a superuser in alternating
+rounds on the same server, as the baseline.
 
 PostgreSQL is the server in `LIVERY_BENCH_DATABASE_URL`, or an embedded
 pgserver in a temporary folder. It prints a Markdown section for
