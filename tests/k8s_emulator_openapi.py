@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate.utils
-from k8s_emulator_schema import FieldError, field_error
+from k8s_emulator_schema import FieldError, field_error, format_path
 from referencing import Registry, Resource
 
 # The Kubernetes version whose schemas apply. The emulator's `/version` reports it too.
@@ -31,21 +31,44 @@ def _schema_directory() -> str:
 
 
 @functools.cache
-def _definitions() -> Resource:
-    return Resource.from_contents(kubernetes_validate.utils.schema_contents(f"{_schema_directory()}/_definitions.json", _VERSION_TEXT))
+def _definitions(directory: str) -> Resource:
+    return Resource.from_contents(kubernetes_validate.utils.schema_contents(f"{directory}/_definitions.json", _VERSION_TEXT))
 
 
 @functools.cache
-def _validator(kind: str, api_version: str) -> jsonschema.protocols.Validator | None:
-    """Return the validator of a kind, or None when the package has no schema for it."""
+def _validator(kind: str, api_version: str, strict: bool = False) -> jsonschema.protocols.Validator | None:
+    """Return the validator of a kind, or None when the package has no schema for it.
+
+    The strict schemas also reject fields that the kind does not declare.
+    """
+    directory = _schema_directory() + ("-strict" if strict else "")
     # `networking.k8s.io/v1` becomes `networking-v1`, and `v1` stays `v1`, as the package names its files.
     file_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
     try:
-        schema = kubernetes_validate.utils.schema_contents(f"{_schema_directory()}/{kind.lower()}-{file_version}.json", _VERSION_TEXT)
+        schema = kubernetes_validate.utils.schema_contents(f"{directory}/{kind.lower()}-{file_version}.json", _VERSION_TEXT)
     except FileNotFoundError:
         return None
-    registry = Resource.from_contents(schema) @ (_definitions() @ Registry())
+    registry = Resource.from_contents(schema) @ (_definitions(directory) @ Registry())
     return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def drop_unknown_fields(obj: dict[str, Any]) -> list[str]:
+    """Remove the fields a built-in kind does not declare, in place, and return their paths.
+
+    The API server drops them too, unless the request asks for `fieldValidation=Strict`.
+    """
+    validator = _validator(obj["kind"], obj["apiVersion"], strict=True)
+    if validator is None:
+        return []
+    unknown = []
+    for error in validator.iter_errors(obj):
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            declared = set(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - declared):
+                unknown.append((error.instance, key, format_path(list(error.absolute_path) + [key])))
+    for container, key, _ in unknown:
+        container.pop(key, None)
+    return [path for _, _, path in unknown]
 
 
 def openapi_errors(obj: dict[str, Any]) -> tuple[list[FieldError], list[FieldError]]:

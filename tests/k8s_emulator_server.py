@@ -73,7 +73,7 @@ from k8s_emulator_objects import (
     name_error,
     now_rfc3339,
 )
-from k8s_emulator_openapi import KUBERNETES_VERSION, openapi_errors
+from k8s_emulator_openapi import KUBERNETES_VERSION, drop_unknown_fields, openapi_errors
 from k8s_emulator_schema import FieldError
 from k8s_emulator_patches import APPLY_PATCH_TYPE, patch_body
 from k8s_emulator_watch import WatchMixin
@@ -421,7 +421,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
             obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
             obj["status"] = {"phase": "Active"}
 
-        obj = self._admit(resource_type, obj, old=None)
+        obj = self._admit(resource_type, obj, old=None, field_validation=params.get("fieldValidation"))
         record_update(obj, None, manager, "Update", None, resource_type)
         if params.get("dryRun") == "All":
             return obj
@@ -458,11 +458,21 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
             if self.read_object(resource_type, namespace, name) is None:
                 return name
 
-    def _admit(self, resource_type: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
-        """Default and validate `obj` as the API server does for its kind, raising 422 on errors."""
+    def _admit(
+        self, resource_type: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None, field_validation: str | None = None
+    ) -> dict[str, Any]:
+        """Default and validate `obj` as the API server does for its kind, raising 422 on errors.
+
+        Unknown fields of built-in kinds are dropped, or rejected with 400 when the request
+        sets `fieldValidation=Strict`. NOTE: custom resources are pruned even then, where the API
+        server would reject their unknown fields too.
+        """
         name = obj["metadata"].get("name", "")
         errors = metadata_errors(obj["metadata"])
         if resource_type.schema is None:
+            unknown = drop_unknown_fields(obj)
+            if unknown and field_validation == "Strict":
+                raise bad_request(f"strict decoding error: {', '.join(f'unknown field {json.dumps(path)}' for path in unknown)}")
             errors += admit_builtin(resource_type, obj, old)
             type_errors, openapi_rule_errors = openapi_errors(obj)
             if type_errors:
@@ -603,7 +613,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
                     f"Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)}",
                 )])
 
-        new = self._admit(resource_type, new, old=current)
+        new = self._admit(resource_type, new, old=current, field_validation=params.get("fieldValidation"))
         if tracks_generation(resource_type) and desired_state(new) != desired_state(current):
             new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         if operation == "Apply":

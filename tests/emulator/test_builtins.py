@@ -127,3 +127,22 @@ def test_service_port_without_number_rejected(http: httpx.Client) -> None:
 
     assert response.status_code == 422
     assert "spec.ports[0].port" in [cause["field"] for cause in response.json()["details"]["causes"]]
+
+
+def test_unknown_builtin_field_dropped(http: httpx.Client) -> None:
+    config_map = {"metadata": {"name": "config", "labelz": {"a": "b"}}, "data": {"a": "1"}, "extra": True}
+
+    response = http.post("/api/v1/namespaces/default/configmaps", json=config_map)
+
+    assert response.status_code == 201
+    assert "extra" not in response.json()
+    assert "labelz" not in response.json()["metadata"]
+
+
+def test_unknown_builtin_field_rejected_when_strict(http: httpx.Client) -> None:
+    config_map = {"metadata": {"name": "config"}, "data": {"a": "1"}, "extra": True}
+
+    response = http.post("/api/v1/namespaces/default/configmaps", params={"fieldValidation": "Strict"}, json=config_map)
+
+    assert response.status_code == 400
+    assert 'unknown field "extra"' in response.json()["message"]
