@@ -72,7 +72,9 @@ class TextRule:
         return schema
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, core_schema.str_schema(strict=True))
+        # Build on the schema of what precedes this rule in `Annotated`, so earlier
+        # constraints (such as `StringConstraints(to_lower=True)`) still apply.
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
 
     def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
         return self.json_schema()
