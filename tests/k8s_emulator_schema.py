@@ -67,9 +67,14 @@ class CustomResourceSchema:
         self._cel = celpy.Environment()
         self._programs: dict[str, Any] = {}
 
-    def admit(self, obj: dict[str, Any], old: dict[str, Any] | None) -> tuple[dict[str, Any], list[FieldError]]:
-        """Prune and default `obj`, validate it, and return the form to store with every error found."""
-        admitted = self.prune(obj)
+    def admit(
+        self, obj: dict[str, Any], old: dict[str, Any] | None, dropped: list[str] | None = None
+    ) -> tuple[dict[str, Any], list[FieldError]]:
+        """Prune and default `obj`, validate it, and return the form to store with every error found.
+
+        The paths of pruned fields go to `dropped` when it is given.
+        """
+        admitted = self.prune(obj, dropped)
         self.apply_defaults(admitted)
         errors = self.validate_schema(admitted)
         errors += self.validate_rules(admitted, old)
@@ -77,11 +82,12 @@ class CustomResourceSchema:
 
     # Pruning: the API server drops every field the structural schema does not declare.
 
-    def prune(self, obj: dict[str, Any]) -> dict[str, Any]:
-        pruned = _prune(obj, self.schema)
-        for field in ENVELOPE_FIELDS:
-            if field in obj:
-                pruned[field] = copy.deepcopy(obj[field])
+    def prune(self, obj: dict[str, Any], dropped: list[str] | None = None) -> dict[str, Any]:
+        """Return `obj` without undeclared fields, whose paths go to `dropped` when it is given."""
+        envelope = {field: copy.deepcopy(obj[field]) for field in ENVELOPE_FIELDS if field in obj}
+        body = {key: value for key, value in obj.items() if key not in ENVELOPE_FIELDS}
+        pruned = _prune(body, self.schema, [], dropped if dropped is not None else [])
+        pruned.update(envelope)
         return pruned
 
     # Defaulting: `default` values fill absent properties of objects that exist.
@@ -143,21 +149,22 @@ class CustomResourceSchema:
         return self._programs[expression]
 
 
-def _prune(value: Any, schema: dict[str, Any]) -> Any:
+def _prune(value: Any, schema: dict[str, Any], path: list[str | int], dropped: list[str]) -> Any:
+    """Copy `value` without the fields `schema` does not declare, adding their paths to `dropped`."""
     if schema.get("x-kubernetes-preserve-unknown-fields"):
         return copy.deepcopy(value)
     if isinstance(value, dict):
         properties = schema.get("properties")
         additional = schema.get("additionalProperties")
-        if properties is not None:
-            return {key: _prune(item, properties[key]) for key, item in value.items() if key in properties}
-        if isinstance(additional, dict):
-            return {key: _prune(item, additional) for key, item in value.items()}
-        if additional is True:
+        if properties is None and isinstance(additional, dict):
+            return {key: _prune(item, additional, path + [key], dropped) for key, item in value.items()}
+        if properties is None and additional is True:
             return copy.deepcopy(value)
-        return {}
+        properties = properties or {}
+        dropped += [format_path(path + [key]) for key in value if key not in properties]
+        return {key: _prune(item, properties[key], path + [key], dropped) for key, item in value.items() if key in properties}
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [_prune(item, schema["items"]) for item in value]
+        return [_prune(item, schema["items"], path + [index], dropped) for index, item in enumerate(value)]
     return copy.deepcopy(value)
 
 

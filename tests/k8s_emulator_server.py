@@ -463,16 +463,14 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
     ) -> dict[str, Any]:
         """Default and validate `obj` as the API server does for its kind, raising 422 on errors.
 
-        Unknown fields of built-in kinds are dropped, or rejected with 400 when the request
-        sets `fieldValidation=Strict`. NOTE: custom resources are pruned even then, where the API
-        server would reject their unknown fields too.
+        Unknown fields are dropped, or rejected with 400 when the request sets
+        `fieldValidation=Strict`.
         """
         name = obj["metadata"].get("name", "")
         errors = metadata_errors(obj["metadata"])
+        unknown: list[str] = []
         if resource_type.schema is None:
             unknown = drop_unknown_fields(obj)
-            if unknown and field_validation == "Strict":
-                raise bad_request(f"strict decoding error: {', '.join(f'unknown field {json.dumps(path)}' for path in unknown)}")
             errors += admit_builtin(resource_type, obj, old)
             type_errors, openapi_rule_errors = openapi_errors(obj)
             if type_errors:
@@ -481,8 +479,10 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
             errors += openapi_rule_errors
             admitted = obj
         else:
-            admitted, schema_errors = resource_type.schema.admit(obj, old)
+            admitted, schema_errors = resource_type.schema.admit(obj, old, dropped=unknown)
             errors += schema_errors
+        if unknown and field_validation == "Strict":
+            raise bad_request(f"strict decoding error: {', '.join(f'unknown field {json.dumps(path)}' for path in unknown)}")
         if errors:
             # The emulator's own checks and the OpenAPI schema can both find one problem.
             unique: dict[tuple[str, str], FieldError] = {}

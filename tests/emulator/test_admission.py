@@ -225,3 +225,11 @@ def test_rule_evaluation_error_rejects_object() -> None:
     assert len(errors) == 1
     assert errors[0].field == "<nil>"
     assert errors[0].message.endswith("evaluating rule: plan must be set")
+
+
+def test_unknown_spec_field_rejected_when_strict(http: httpx.Client) -> None:
+    response = http.post(TENANTS_PATH, params={"fieldValidation": "Strict"}, json=tenant_manifest("acme", colour="blue"))
+
+    assert response.status_code == 400
+    assert 'unknown field "spec.colour"' in response.json()["message"]
+    assert http.get(f"{TENANTS_PATH}/acme").status_code == 404
