@@ -15,6 +15,10 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from livery.models.errors import describe_error, field_path
+from livery.store.base import Conflict as StoreConflict
+from livery.store.base import Invalid as StoreInvalid
+from livery.store.base import NotFound as StoreNotFound
+from livery.store.base import StoreError
 
 logger = logging.getLogger("livery.control_api")
 
@@ -108,6 +112,17 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
+async def _store_error(request: Request, exc: StoreError) -> JSONResponse:
+    if isinstance(exc, StoreConflict):
+        return JSONResponse(error_body("conflict", f"{exc}; retry the request"), status_code=409)
+    if isinstance(exc, StoreNotFound):
+        return JSONResponse(error_body("not_found", str(exc)), status_code=404)
+    if isinstance(exc, StoreInvalid):
+        return JSONResponse(error_body("invalid", "; ".join(exc.errors)), status_code=422)
+    logger.error("resource store failed on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(error_body("unavailable", "the resource store is unavailable; retry later"), status_code=503)
+
+
 async def _database_rejected_value(request: Request, exc: DataError) -> JSONResponse:
     # Input checks come first; this catches a value PostgreSQL cannot store (a NUL character) that slipped past them.
     logger.warning("database rejected a value on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
@@ -125,5 +140,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(DataError, _database_rejected_value)
     app.add_exception_handler(Exception, _unexpected_error)

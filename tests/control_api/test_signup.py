@@ -175,3 +175,17 @@ async def test_commit_failure_removes_written_tenant(api, monkeypatch):
     assert left is None or left.metadata.deletion_timestamp is not None
     async with api.context.sessions() as session:
         assert await session.scalar(select(Account).where(Account.email == email)) is None
+
+
+async def test_store_outage_is_unavailable(api, monkeypatch):
+    from livery.store.base import StoreError
+
+    async def outage(*args, **kwargs):
+        raise StoreError("list tenants failed: HTTP 503 Service Unavailable")
+
+    monkeypatch.setattr(api.context.store, "get_tenant", outage)
+    response, _, _ = await api.signup()
+    monkeypatch.undo()
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
