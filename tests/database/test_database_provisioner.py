@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import psycopg
 import pytest
@@ -389,3 +390,15 @@ async def test_app_url_encodes_password_characters(provision_tenant, admin):
 
     assert psycopg.conninfo.conninfo_to_dict(info.app_url)["password"] == password
     assert scram_verifier_matches(role_row(admin, info.role)[5], password)
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+async def test_provisioning_logs_no_password(provisioner: DatabaseProvisioner, caplog, isolation):
+    name = unique_tenant_name("logs")
+    caplog.set_level(logging.DEBUG)
+
+    await provisioner.ensure_database(name, isolation, "log-secret-password")
+    await provisioner.drop_database(name, isolation)
+
+    assert any(name in record.getMessage() for record in caplog.records)
+    assert not any("log-secret-password" in record.getMessage() for record in caplog.records)
