@@ -367,8 +367,8 @@ async def test_shared_policy_uses_tenant_index(shared_pair):
             "EXPLAIN (FORMAT JSON) SELECT id, name FROM products ORDER BY created_at DESC, id DESC LIMIT 20"
         ).fetchone()[0]
 
-    # With no statistics the planner may pick any index that leads with tenant_id;
-    # what matters is that the policy's tenant test is an index condition, not a filter.
+    # With no statistics the planner may pick any index that leads with tenant_id.
+    # What matters is that the policy's tenant test is an index condition, not a filter.
     scans = [node for node in plan_nodes(plan[0]["Plan"]) if "Index Name" in node]
     assert scans, plan
     assert "tenant_id" in scans[0].get("Index Cond", ""), scans[0]
