@@ -55,7 +55,7 @@ def _validator(kind: str, api_version: str, strict: bool = False) -> jsonschema.
 def drop_unknown_fields(obj: dict[str, Any]) -> list[str]:
     """Remove the fields a built-in kind does not declare, in place, and return their paths.
 
-    The API server drops them too, unless the request asks for `fieldValidation=Strict`.
+    The API server drops them too, unless the request sets `fieldValidation=Strict`.
     """
     validator = _validator(obj["kind"], obj["apiVersion"], strict=True)
     if validator is None:
