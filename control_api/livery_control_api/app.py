@@ -51,7 +51,7 @@ async def close_store(store: ResourceStore) -> None:
 
 
 async def run_periodic_tasks(context: AppContext) -> None:
-    """Every `grace_check_seconds` until cancelled: suspend tenants whose grace period ended, resend meter events."""
+    """Run the periodic tasks every `grace_check_seconds` until cancelled: suspensions after grace periods, meter event resends."""
     while True:
         await asyncio.sleep(context.settings.grace_check_seconds)
         for task in (suspend_expired_grace_periods, resend_meter_events):

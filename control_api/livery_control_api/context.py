@@ -1,4 +1,4 @@
-"""What every request handler shares: settings, the resource store, billing, database, metrics."""
+"""The state that request handlers share: settings, the resource store, billing, database, metrics."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Fixed-window counters of failed sign-ins per account and per client address.
 
 `LoginLimiter` counts in this process, so each replica limits on its own.
-`RedisLoginLimiter` counts in Redis (`LIVERY_REDIS_URL`), so the limit holds
+`RedisLoginLimiter` counts in Redis (`LIVERY_REDIS_URL`), so the limit applies
 across every replica.
 """
 

@@ -68,7 +68,7 @@ class ControlApiSettings(CommonSettings):
         description="Comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For names the client.",
     )
     environment: Literal["development", "production"] = Field(
-        default="development", description="production refuses placeholder secrets."
+        default="development", description="production rejects placeholder secrets at start-up."
     )
     secure_cookies: bool = Field(default=False, description="Mark session cookies Secure (HTTPS only).")
 

@@ -307,7 +307,7 @@ async def test_same_second_event_fetches_subscription(stripe_api, localstripe_ur
     ambiguous = await post_event(stripe_api, stripe_event("customer.subscription.updated", second, now))
 
     assert ambiguous.status_code == 200
-    # localstripe holds the subscription active on the enterprise price, so neither payload wins.
+    # localstripe has the subscription active on the enterprise price, so neither payload wins.
     assert (await billing_row(stripe_api, tenant)).subscription_status == "active"
     assert (await stripe_api.context.store.get_tenant(tenant)).spec.plan == "enterprise"
 

@@ -151,7 +151,7 @@ async def _checkout_completed(context: AppContext, session: AsyncSession, checko
 
 
 async def _checkout_expired(session: AsyncSession, checkout: dict[str, Any]) -> str:
-    """Release the tenant name of a signup whose Checkout expired unpaid, so nobody holds names by abandoning payment."""
+    """Release the tenant name of a signup whose Checkout expired unpaid, so abandoned payments do not keep names taken."""
     signup = await session.scalar(
         select(Signup).where(Signup.checkout_session_id == checkout.get("id")).with_for_update()
     )

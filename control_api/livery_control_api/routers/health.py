@@ -25,7 +25,7 @@ async def healthz() -> dict:
 
 @router.get("/readyz")
 async def readyz(context: Context) -> Response:
-    """Return 200 when the control database and the resource store answer, else 503 naming the failing one."""
+    """Return 200 when the control database and the resource store respond, else 503 naming the failing one."""
     try:
         async with context.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
