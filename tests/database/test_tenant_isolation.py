@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 from psycopg import sql
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.engine import make_url
 
@@ -411,3 +411,19 @@ async def test_statement_timeout_cancels_slow_query(provision_tenant):
         await database.dispose()
 
     assert isinstance(raised.value.orig, psycopg.errors.QueryCanceled)
+
+
+async def test_shared_update_to_other_tenant_fails(shared_pair):
+    acme, globex = shared_pair
+    acme_db = tenant_database(acme)
+    try:
+        await add_user(acme_db, "alice@acme.test")
+        with pytest.raises(DBAPIError) as raised:
+            async with acme_db.session() as session:
+                await session.execute(update(User).values(tenant_id=globex.tenant))
+        emails = await user_emails(acme_db)
+    finally:
+        await acme_db.dispose()
+
+    assert "row-level security" in str(raised.value.orig)
+    assert emails == ["alice@acme.test"]
