@@ -33,13 +33,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp.test_utils
 import httpx
 import pytest
 import yaml
-from k8s_emulator_server import LiveryKubernetesEmulator, ResourceType
+
+if TYPE_CHECKING:
+    from k8s_emulator_objects import ResourceType
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class KubeCluster:
     """A running emulator: its URL, kubeconfig and helpers that stand in for kubectl and the kubelet."""
 
     def __init__(self, kubeconfig_directory: Path, crd_directory: Path = CRD_DIRECTORY) -> None:
+        # Imported here, so that test sessions without Kubernetes tests do not load aiohttp and CEL.
+        from k8s_emulator_server import LiveryKubernetesEmulator
+
         self.emulator = LiveryKubernetesEmulator(crd_directory=crd_directory)
         self.kubeconfig = kubeconfig_directory / "kubeconfig.yaml"
         self.url = ""
@@ -95,6 +99,8 @@ class KubeCluster:
         self._stop = asyncio.Event()
         # The aiohttp server is used directly: kmock.Server would also patch aiohttp's
         # resolver process-wide, which the clients in other threads do not need.
+        import aiohttp.test_utils
+
         server = aiohttp.test_utils.RawTestServer(self.emulator, host="127.0.0.1", port=0)
         async with self.emulator:
             await server.start_server()
