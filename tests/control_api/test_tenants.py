@@ -52,7 +52,7 @@ async def test_missing_token_is_unauthorized(api):
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-async def test_wrong_password_is_rejected(api):
+async def test_wrong_password_is_rejected(api, fresh_limiter):
     _, tenant, email = await api.signup()
 
     response = await api.http.post("/v1/auth/token", data={"username": email, "password": "not the password"})
@@ -87,7 +87,15 @@ async def test_logout_everywhere_revokes_refresh_tokens(api):
     assert response.status_code == 401
 
 
-async def test_login_is_rate_limited_per_account(api):
+@pytest.fixture
+async def fresh_limiter(api):
+    """Start and end with empty sign-in counters: every test client shares one address."""
+    await api.context.limiter.reset()
+    yield api.context.limiter
+    await api.context.limiter.reset()
+
+
+async def test_login_is_rate_limited_per_account(api, fresh_limiter):
     _, tenant, email = await api.signup()
     for _ in range(api.context.settings.login_attempts_per_minute):
         await api.http.post("/v1/auth/token", data={"username": email, "password": "wrong password!"})
@@ -96,7 +104,6 @@ async def test_login_is_rate_limited_per_account(api):
 
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) > 0
-    await api.context.limiter.reset()
 
 
 @pytest.fixture(params=["memory", "redis"])
