@@ -102,9 +102,10 @@ def _prepare_transaction(connection: Connection, schema: str | None, owner_role:
     if owner_role is not None:
         statement = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner_role))
         connection.exec_driver_sql(statement.as_string(raw))
-    if schema is not None:
-        statement = sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema))
-        connection.exec_driver_sql(statement.as_string(raw))
+    # An explicit search_path keeps a schema named like the role ("$user") from
+    # catching the tables in database and shared mode.
+    statement = sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema or "public"))
+    connection.exec_driver_sql(statement.as_string(raw))
     connection.execute(sqlalchemy.text(LOCK_SQL), {"schema": schema or ""})
 
 
