@@ -310,7 +310,11 @@ async def advisory_lock(connection: psycopg.AsyncConnection, key: str) -> AsyncI
         yield
     finally:
         if not connection.closed:
-            await connection.execute(UNLOCK_SQL, (key,))
+            try:
+                await connection.execute(UNLOCK_SQL, (key,))
+            except psycopg.Error:
+                # A broken connection releases its locks when it closes; keep the first error.
+                pass
 
 
 async def schema_revision(connection: psycopg.AsyncConnection, schema: str | None) -> str | None:
