@@ -160,3 +160,30 @@ async def test_server_rejection_names_the_rule(kube_store, kube):
 
     assert "rejected by the API server" in raised.value.errors[0]
     assert "isolation" in raised.value.errors[0]
+
+
+async def test_domain_verification_through_kubernetes_store(kube_api, kube):
+    tenant, owner = await kube_api.owner()
+    await kube_api.admin("POST", f"/v1/admin/tenants/{tenant}/plan", json={"plan": "pro"})
+    domain = f"{unique_name()}.example.com"
+    record = (await kube_api.http.post(f"/v1/tenants/{tenant}/domains", json={"domain": domain}, headers=owner)).json()
+    kube_api.dns.records[record["txtName"]] = [record["txtValue"]]
+
+    response = await kube_api.http.post(f"/v1/tenants/{tenant}/domains/{domain}/verify", headers=owner)
+
+    assert response.status_code == 200, response.text
+    spec = kube.get("tenants", tenant)["spec"]
+    assert spec["domains"] == [domain]
+    assert spec["plan"] == "pro"
+
+
+async def test_admin_suspend_keeps_kubectl_edits(kube_api, kube):
+    tenant, _ = await kube_api.owner()
+    kube.patch("tenants", tenant, {"spec": {"deletionPolicy": "Snapshot"}})
+
+    response = await kube_api.admin("POST", f"/v1/admin/tenants/{tenant}/suspend")
+
+    assert response.status_code == 200
+    spec = kube.get("tenants", tenant)["spec"]
+    assert spec["suspended"] is True
+    assert spec["deletionPolicy"] == "Snapshot"
