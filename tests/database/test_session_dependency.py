@@ -67,3 +67,13 @@ async def test_failed_commit_becomes_error_response(client):
     duplicate = await client.post("/users/alice@example.com")
 
     assert duplicate.status_code == 500
+
+
+async def test_schema_revision_none_before_migrations(scratch_database):
+    database = TenantDatabase(scratch_database, isolation="database", tenant="acme")
+    try:
+        revision = await database.schema_revision()
+    finally:
+        await database.dispose()
+
+    assert revision is None
