@@ -129,6 +129,15 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def precise_rfc3339(moment: datetime) -> str:
+    """Format with microseconds, so that creation order is kept between tenants made in the same second.
+
+    The first claim of a host goes to the tenant created first, and Kubernetes'
+    whole seconds would leave two tenants applied together tied.
+    """
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def spec_leaves(spec: dict[str, Any]) -> dict[str, Any]:
     """Flatten a spec into ownership paths: `plan`, `branding.productName`, `domains`."""
     leaves: dict[str, Any] = {}
@@ -473,7 +482,7 @@ def tenant_from_row(row: TenantRow) -> Tenant:
         "uid": row.uid,
         "generation": row.generation,
         "resourceVersion": str(row.resource_version),
-        "creationTimestamp": rfc3339(row.created_at),
+        "creationTimestamp": precise_rfc3339(row.created_at),
         "managedFields": managed_fields(row.managed_fields),
     }
     if row.deletion_requested_at is not None:

@@ -179,3 +179,12 @@ async def test_notify_wakes_listener(store: LocalStore) -> None:
 
     assert started == ("*", "")
     assert change == ("Tenant", "acme")
+
+
+async def test_creation_order_survives_same_second(store: LocalStore) -> None:
+    await store.apply_tenant("zeta", ACME, CLI_FIELD_MANAGER)
+    await store.apply_tenant("alpha", ACME, CLI_FIELD_MANAGER)
+
+    tenants = {tenant.name: tenant for tenant in await store.list_tenants()}
+
+    assert tenants["zeta"].metadata.creation_timestamp < tenants["alpha"].metadata.creation_timestamp
