@@ -58,7 +58,10 @@ def resolve_plan(tenant: Tenant, plan: Plan | None) -> ResolvedPlan:
 async def ensure_secret(tenant: Tenant, isolation: str, driver: Driver) -> dict[str, str]:
     """Make sure the tenant's credentials exist, storing new ones before anything uses them."""
     existing = await _driver_call(driver.read_secret(tenant.name), "SecretFailed", "DatabaseReady")
-    data = completed_secret(existing, isolation)
+    # A lost secret (its namespace deleted by hand) must not change the isolation in force,
+    # so the status's record of it wins over the requested mode.
+    in_force = tenant.status.isolation if tenant.status is not None and tenant.status.isolation else isolation
+    data = completed_secret(existing, in_force)
     if data != existing:
         await _driver_call(driver.ensure_secret(tenant.name, data), "SecretFailed", "DatabaseReady")
     return data

@@ -9,6 +9,7 @@ sends reads only.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -22,6 +23,7 @@ from .settings import OperatorSettings
 logger = logging.getLogger("livery.operator.driver")
 
 EVENT_NAMESPACE = "default"
+NAMESPACE_CHECK_SECONDS = 5.0
 EVENT_MESSAGE_LIMIT = 1024
 # Kinds deleted one by one before the namespace, in this order, when a tenant goes.
 TENANT_KINDS = ("Ingress", "Deployment", "Service", "NetworkPolicy", "LimitRange", "ResourceQuota", "ConfigMap", "Secret")
@@ -51,6 +53,7 @@ class KubernetesDriver(Driver):
         # (spec.replicas, status.availableReplicas) of each tenant's Deployment as last applied
         # or read, so watch events caused by the operator's own writes can be skipped.
         self.observed_apps: dict[str, tuple[int, int]] = {}
+        self._namespaces_checked: dict[str, float] = {}
         # Objects written, by kind and outcome (created, applied, unchanged), for tests and benchmarks.
         self.writes: dict[tuple[str, str], int] = {}
 
@@ -76,18 +79,29 @@ class KubernetesDriver(Driver):
             self._count(kind, "applied")
             return live
         except KubeError as exc:
+            if exc.status == 404 and metadata.get("namespace"):
+                self._namespaces_checked.pop(desired["metadata"]["labels"].get(naming.TENANT_LABEL, ""), None)
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
 
     def _count(self, kind: str, outcome: str) -> None:
         self.writes[(kind, outcome)] = self.writes.get((kind, outcome), 0) + 1
 
     async def ensure_namespace(self, tenant: str) -> None:
+        """Create or check the tenant's namespace, at most once per `NAMESPACE_CHECK_SECONDS`.
+
+        One reconcile calls this from four steps. A namespace deleted in between makes the
+        next write fail with 404, which clears the memory so the following reconcile recreates it.
+        """
+        checked = self._namespaces_checked.get(tenant)
+        if checked is not None and time.monotonic() - checked < NAMESPACE_CHECK_SECONDS:
+            return
         namespace = await self.ensure_object(builders.namespace(tenant))
         if (namespace.get("status") or {}).get("phase") == "Terminating":
             raise DriverError(
                 f"namespace {naming.namespace_name(tenant)} is still terminating; retrying when it is gone",
                 reason="NamespaceTerminating",
             )
+        self._namespaces_checked[tenant] = time.monotonic()
 
     async def read_secret(self, tenant: str) -> dict[str, str] | None:
         try:
@@ -147,6 +161,7 @@ class KubernetesDriver(Driver):
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
         self.tenant_uids.pop(tenant, None)
         self.observed_apps.pop(tenant, None)
+        self._namespaces_checked.pop(tenant, None)
 
     async def record_event(self, tenant: str, event_type: EventType, reason: str, message: str) -> None:
         timestamp = _now()

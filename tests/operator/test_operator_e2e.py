@@ -264,6 +264,20 @@ def test_deleted_objects_come_back(kube, operator):
         wait_for(lambda: kube.get(resource, object_name, namespace), timeout=60, message=f"{resource} restored")
 
 
+def test_deleted_namespace_comes_back(kube, operator):
+    name = unique_name("nsgone")
+    create_ready_tenant(kube, name, "pro")
+    namespace = naming.namespace_name(name)
+
+    kube.delete("namespaces", namespace)
+
+    wait_for(lambda: kube.get("deployments", naming.APP_NAME, namespace), timeout=60, message="deployment restored")
+    secret = secret_of(kube, name)
+    assert secret["LIVERY_DATABASE_URL"].startswith("postgresql")
+    make_available(kube, name)
+    wait_for(lambda: status_of(kube, name).get("phase") == "Ready", timeout=60, message="Ready again")
+
+
 def test_edited_deployment_is_restored(kube, operator):
     name = unique_name("edit")
     create_ready_tenant(kube, name, "pro")

@@ -238,3 +238,18 @@ async def test_logs_name_steps_but_no_secrets(make_tenant, plans, caplog):
     assert f"tenant {tenant.name}: ensure_database failed" in caplog.text
     assert "logsecretpw" not in caplog.text
     assert password not in caplog.text
+
+
+async def test_lost_secret_keeps_isolation_in_force(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("lost"), "pro")
+    driver = MemoryDriver()
+    await run(tenant, plans["pro"], driver, provisioner)
+    del driver.secrets[tenant.name]
+    moved = plans["pro"].model_copy(deep=True)
+    moved.spec.isolation = "database"
+
+    result = await run(tenant, moved, driver, provisioner)
+
+    assert result.status.isolation == "schema"
+    assert result.status.condition("DatabaseReady").reason == "IsolationChangeRejected"
+    assert driver.secrets[tenant.name]["LIVERY_ISOLATION"] == "schema"
