@@ -126,7 +126,8 @@ def build_registry(
             return
         await _reconcile_quietly(reconciler, tenant, "deployment", tenant_hosts)
 
-    @kopf.on.resume(*plans, id="plan_changed", registry=registry)
+    # No resume handler: at start-up every tenant is reconciled by its own resume handler, and kopf
+    # reports a Plan edited while the operator was down as an update.
     @kopf.on.create(*plans, id="plan_changed", registry=registry)
     @kopf.on.update(*plans, id="plan_changed", registry=registry)
     @kopf.on.delete(*plans, id="plan_deleted", optional=True, registry=registry)

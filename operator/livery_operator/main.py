@@ -141,5 +141,6 @@ def run(settings: OperatorSettings, *, kubeconfig: str | None = None) -> None:
     parts = build_operator(settings, kubeconfig=kubeconfig)
     serve_metrics(settings.metrics_host, settings.metrics_port)
     logger.info("operator starting; metrics on port %s", settings.metrics_port or "(disabled)")
-    asyncio.run(run_operator(parts, liveness_endpoint="http://0.0.0.0:8080/healthz"))
+    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    asyncio.run(run_operator(parts, liveness_endpoint=liveness))
     logger.info("operator stopped")

@@ -34,6 +34,7 @@ class OperatorSettings(CommonSettings):
     )
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 disables it.")
     metrics_host: str = Field(default="0.0.0.0", description="Address /metrics listens on.")
+    health_port: int = Field(default=8080, ge=0, le=65535, description="Port of kopf's /healthz liveness probe; 0 disables it.")
     config_mount_path: str = Field(
         default="/etc/livery", description="Folder the tenant config ConfigMap is mounted at in the app container."
     )
