@@ -27,6 +27,10 @@ class OperatorSettings(CommonSettings):
     control_api_namespace: str = Field(
         default="livery", description="Namespace of the control API, a permitted egress target."
     )
+    trusted_proxies: str | None = Field(
+        default=None,
+        description="LIVERY_TRUSTED_PROXIES of every tenant app: comma-separated IPs or CIDRs of the ingress controller pods.",
+    )
     url_scheme: Literal["http", "https"] = Field(default="https", description="Scheme of status.url.")
     url_port: int | None = Field(default=None, ge=1, le=65535, description="Port of status.url; unset means the scheme's default.")
     resync_seconds: float = Field(

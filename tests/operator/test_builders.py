@@ -211,3 +211,12 @@ def test_deployment_state_waits_for_rollout():
     live = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "availableReplicas": 2}}
 
     assert deployment_state(live, 2).ready is False
+
+
+def test_trusted_proxies_reach_app_environment(settings):
+    from livery_operator.main import reconcile_settings
+
+    configured = settings.model_copy(update={"trusted_proxies": "10.42.0.0/16"})
+
+    assert reconcile_settings(configured).extra_environment == {"LIVERY_TRUSTED_PROXIES": "10.42.0.0/16"}
+    assert reconcile_settings(settings).extra_environment == {}
