@@ -44,8 +44,8 @@ def reconcile_settings(settings: OperatorSettings) -> ReconcileSettings:
         control_api_url=settings.control_api_url,
         s3_bucket=settings.s3_bucket,
         s3_endpoint_url=settings.s3_endpoint_url,
-        # NOTE: LIVERY_REDIS_URL is not passed on, because it may carry a password and would
-        # need to go through the tenant secret; tenant apps fall back to in-process limiters.
+        # NOTE: tenant apps on Kubernetes get no LIVERY_REDIS_URL. It may carry a password,
+        # so it would have to go through the tenant secret, which nothing writes it to yet.
         extra_environment={"LIVERY_TRUSTED_PROXIES": settings.trusted_proxies} if settings.trusted_proxies else {},
     )
 
