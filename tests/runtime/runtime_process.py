@@ -20,7 +20,7 @@ from livery.drivers.local import running_app
 from .servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_SECONDS = 60.0
+START_TIMEOUT_SECONDS = 120.0
 
 
 def livery_command(*args: str) -> list[str]:
