@@ -1,4 +1,4 @@
-"""The local driver: each tenant app as a `livery tenant-app` process on this machine.
+"""The local driver: each tenant app as its own process on this machine.
 
 The embedded runtime's reconcile loop calls this driver where the operator
 calls the Kubernetes one. What each call does here:
@@ -6,8 +6,10 @@ calls the Kubernetes one. What each call does here:
 - secrets and events go to the local resource store;
 - the tenant config is a JSON file, `<data dir>/tenants/<name>/tenant.json`,
   written atomically so the app never reads half a file;
-- the app is one child process per tenant on a free port of 127.0.0.1, with
-  the environment contract of the tenant app. It is restarted with
+- the app is one process per tenant on a free port of 127.0.0.1, with the
+  environment contract of the tenant app. A launcher starts it: by default a
+  `livery tenant-app` command, in the embedded runtime a fork of a process
+  with the app's modules preloaded. It is restarted with
   exponential backoff when it dies, stopped when the tenant is suspended and
   drained (SIGTERM, then SIGKILL after a grace period) when it is deleted;
 - routing is a `RoutingTable` in memory, which the gateway reads on every
