@@ -291,6 +291,13 @@ def test_second_up_on_same_folder_exits(examples_applied: RuntimeProcess) -> Non
     assert str(examples_applied.data_dir) in result.stderr
 
 
+def test_admin_token_readable_by_owner_only(examples_applied: RuntimeProcess) -> None:
+    for name in ("admin-token", "jwt-secret"):
+        mode = (examples_applied.data_dir / name).stat().st_mode & 0o777
+
+        assert mode == 0o600, f"{name} has mode {mode:o}"
+
+
 def test_unknown_host_gets_404(examples_applied: RuntimeProcess) -> None:
     response = examples_applied.gateway_get("nobody.localhost")
 
