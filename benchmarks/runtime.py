@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from typing import Any
 import httpx
 import psutil
 
+from livery.drivers.local import free_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TENANTS_PER_MODE = 20
 MEMORY_TENANTS = 50
@@ -46,12 +47,6 @@ FIRST_200_TIMEOUT_SECONDS = 60.0
 LOAD_SECONDS = 5.0
 LOAD_CONCURRENCY = 16
 LOAD_ROUNDS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def percentile(values: list[float], fraction: float) -> float:
