@@ -33,12 +33,15 @@ def snapshot_key(tenant: str, isolation: str, moment: datetime | None = None) ->
     return f"{naming.storage_prefix(tenant)}snapshots/{stamp}-{isolation}.dump"
 
 
-def isolations_to_clean(tenant: Tenant, plan: Plan | None, secret: dict[str, str] | None) -> list[str]:
+async def isolations_to_clean(
+    tenant: Tenant, plan: Plan | None, secret: dict[str, str] | None, provisioner: Provisioner
+) -> list[str]:
     """Return the isolation modes that may hold the tenant's data.
 
     The secret records the mode the data was provisioned in. Without it, the
-    spec or the plan names the mode. When neither is known, every mode is
-    cleaned. That is safe because each drop only touches `tenant_<name>` objects.
+    spec or the plan names the mode. When neither is known, the provisioner is
+    asked which mode's objects exist: its own database first, then its schema,
+    then its role alone (shared mode), because the role exists in every mode.
     """
     if secret and secret.get(SECRET_ISOLATION):
         return [secret[SECRET_ISOLATION]]
@@ -46,7 +49,15 @@ def isolations_to_clean(tenant: Tenant, plan: Plan | None, secret: dict[str, str
         return [tenant.spec.isolation]
     if plan is not None:
         return [naming.effective_isolation(plan, tenant)]
-    return list(ISOLATION_MODES)
+    return await detect_isolation(tenant.name, provisioner)
+
+
+async def detect_isolation(tenant: str, provisioner: Provisioner) -> list[str]:
+    """Return the one mode the tenant's database objects exist in, or [] when there are none."""
+    for isolation in ISOLATION_MODES:
+        if await provisioner.database_exists(tenant, isolation):
+            return [isolation]
+    return []
 
 
 async def finalize_tenant(
@@ -71,7 +82,7 @@ async def finalize_tenant(
     try:
         with parts.timed("finalize_database"):
             secret = await _read_secret(driver, tenant.name)
-            isolations = isolations_to_clean(tenant, plan, secret)
+            isolations = await isolations_to_clean(tenant, plan, secret, provisioner)
             await _apply_deletion_policy(tenant, policy, isolations, parts)
         with parts.timed("remove_tenant"):
             await _remove_parts(driver, tenant.name)

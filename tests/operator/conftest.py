@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from operator_support import load_plan, tenant_manifest
+from operator_support import CREATED_NAMES, load_plan, tenant_manifest
 
 from livery.database import DatabaseProvisioner
+from livery.reconcile.finalize import detect_isolation
 from livery.models.plan import Plan
 from livery.models.tenant import Tenant
 
@@ -19,8 +20,13 @@ def plans() -> dict[str, Plan]:
 
 
 @pytest.fixture(scope="session")
-def provisioner(postgres_url: str) -> DatabaseProvisioner:
-    return DatabaseProvisioner(postgres_url)
+async def provisioner(postgres_url: str):
+    """Yield the real provisioner; at the end, drop every tenant the tests named, in every mode."""
+    real = DatabaseProvisioner(postgres_url)
+    yield real
+    for name in CREATED_NAMES:
+        for isolation in await detect_isolation(name, real):
+            await real.drop_database(name, isolation)
 
 
 @pytest.fixture

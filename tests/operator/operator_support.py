@@ -26,9 +26,15 @@ def load_plan(name: str) -> Plan:
     return Plan.model_validate(yaml.safe_load((PLANS_DIR / f"{name}.yaml").read_text()))
 
 
+# Every name handed out, so the session can drop what the tests left in PostgreSQL.
+CREATED_NAMES: list[str] = []
+
+
 def unique_name(prefix: str) -> str:
     """Return a tenant name no other test in this session uses."""
-    return f"{prefix}-{os.getpid() % 1000}-{next(_serial)}"
+    name = f"{prefix}-{os.getpid() % 1000}-{next(_serial)}"
+    CREATED_NAMES.append(name)
+    return name
 
 
 def tenant_manifest(name: str, plan: str, **spec: Any) -> dict[str, Any]:

@@ -100,6 +100,7 @@ def operator(kube, postgres_url, tmp_path_factory):
     running.start()
     yield running
     running.stop()
+    kube.reset()
 
 
 def open_snapshot_storage(folder: Path):

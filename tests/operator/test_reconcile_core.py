@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from livery.drivers.base import SECRET_DATABASE_URL
-from livery.reconcile import SECRET_DATABASE_PASSWORD, ReconcileSettings, reconcile_tenant
+from livery.reconcile import SECRET_DATABASE_PASSWORD, ReconcileSettings, finalize_tenant, reconcile_tenant
 from livery.database import DatabaseProvisioner
 
 from operator_support import PLAN_OF_ISOLATION, Crash, MemoryDriver, unique_name
@@ -253,3 +253,16 @@ async def test_lost_secret_keeps_isolation_in_force(make_tenant, plans, provisio
     assert result.status.isolation == "schema"
     assert result.status.condition("DatabaseReady").reason == "IsolationChangeRejected"
     assert driver.secrets[tenant.name]["LIVERY_ISOLATION"] == "schema"
+
+
+async def test_delete_without_secret_or_plan_finds_mode(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("orphan"), "pro", deletionPolicy="Delete")
+    driver = MemoryDriver()
+    await run(tenant, plans["pro"], driver, provisioner)
+    del driver.secrets[tenant.name]
+
+    result = await finalize_tenant(tenant, None, driver=driver, provisioner=provisioner)
+
+    assert result.finished is True
+    assert await provisioner.database_exists(tenant.name, "schema") is False
+    assert await provisioner.database_exists(tenant.name, "shared") is False
