@@ -402,9 +402,9 @@ async def run_runtime(options: UpOptions, settings: CommonSettings) -> None:
 def up(options: UpOptions) -> int:
     """Run the embedded runtime until Ctrl-C or SIGTERM; return the exit status."""
     logging.basicConfig(level=os.environ.get("LIVERY_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Alembic and pgserver log every step at INFO; only their warnings matter here.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # These libraries log every step or request at INFO; only their warnings matter here.
+    for library in ("alembic", "pgserver", "httpx"):
+        logging.getLogger(library).setLevel(logging.WARNING)
     try:
         settings = load_settings(CommonSettings)
         data_dir = prepare_data_dir(options.data_dir)
