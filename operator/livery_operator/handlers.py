@@ -26,6 +26,7 @@ import kopf
 from livery import naming
 from livery.models.base import API_GROUP, API_VERSION
 
+from .kube import KubeError
 from .reconciler import TenantReconciler
 
 logger = logging.getLogger("livery.operator")
@@ -153,7 +154,11 @@ def build_registry(
             # NOTE: the count is refreshed on Plan events only, so it lags while tenants change plans.
             plan_status = {"tenants": len(members), "observedGeneration": meta.get("generation")}
             if dict(status or {}) != plan_status:
-                await reconciler.client.merge_patch("Plan", name, {"status": plan_status}, subresource="status")
+                try:
+                    await reconciler.client.merge_patch("Plan", name, {"status": plan_status}, subresource="status")
+                except KubeError as exc:
+                    # Best effort: a failure here must not re-run the tenant reconciles above.
+                    logger.warning("plan %s: could not write status: %s", name, exc)
 
     return registry
 
