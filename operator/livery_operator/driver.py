@@ -34,6 +34,9 @@ def contains(live: Any, desired: Any) -> bool:
 
     Fields the API server adds (defaults, status, metadata) are ignored; lists must
     match item by item.
+
+    NOTE: a quantity the API server rewrites in canonical form (`0.5` CPU becomes `500m`)
+    never compares equal, so an object with one is re-applied on every reconcile.
     """
     if isinstance(desired, dict):
         return isinstance(live, dict) and all(key in live and contains(live[key], value) for key, value in desired.items())
