@@ -1,7 +1,7 @@
 """Reconcile steps shared by the Kubernetes operator and the embedded runtime.
 
 `reconcile_tenant` brings one Tenant in line with its spec through a driver and
-the database provisioner and returns the status to persist; `finalize_tenant`
+the database provisioner, and returns the status to persist. `finalize_tenant`
 applies the deletion policy. Callers own persistence and scheduling.
 """
 

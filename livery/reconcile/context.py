@@ -1,4 +1,4 @@
-"""What a reconcile needs besides the Tenant: settings, collaborators and an observer.
+"""Inputs of a reconcile besides the Tenant: settings, collaborators and an observer.
 
 The database provisioner and file storage are described here as protocols so the
 steps depend on their methods only: `livery.database.DatabaseProvisioner` and

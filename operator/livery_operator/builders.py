@@ -170,8 +170,8 @@ def ingress(route: RouteSpec, settings: OperatorSettings) -> dict[str, Any]:
         spec["tls"] = [{"hosts": list(route.hosts), "secretName": TLS_SECRET_NAME}]
     metadata = _metadata(tenant, naming.APP_NAME, "routing")
     metadata["annotations"] = annotations
-    # NOTE: a suspended tenant keeps its Ingress while the app runs zero replicas, so
-    # the ingress controller answers 503; a dedicated suspension page backend is not built yet.
+    # NOTE: a suspended tenant keeps its Ingress while the app runs zero replicas, so the
+    # ingress controller returns 503. A suspension page backend is not built yet.
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": spec}
 
 

@@ -23,7 +23,7 @@ MAX_CONNECTIONS = 50
 
 @dataclass(frozen=True)
 class Kind:
-    """Where a kind lives in the API: path prefix, plural name and whether it is namespaced."""
+    """Location of a kind in the API: path prefix, plural name and whether it is namespaced."""
 
     prefix: str
     plural: str

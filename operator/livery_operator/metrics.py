@@ -41,7 +41,7 @@ class MetricsObserver:
             STEP_FAILURES.labels(step=step, reason=outcome).inc()
 
     def set_phase(self, tenant: str, phase: str | None) -> None:
-        """Move `tenant` to `phase` in the per-phase gauge; None forgets the tenant."""
+        """Move `tenant` to `phase` in the per-phase gauge; None removes the tenant."""
         before = self.phases.get(tenant)
         if before == phase:
             return
