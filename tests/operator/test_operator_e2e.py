@@ -238,6 +238,38 @@ def test_plan_change_reaches_deployment(kube, operator):
     assert kube.get("plans", plan_name)["status"]["tenants"] == 1
 
 
+def test_branding_change_rolls_out_app(kube, operator):
+    name = unique_name("brand")
+    create_ready_tenant(kube, name, "pro")
+    namespace = naming.namespace_name(name)
+
+    def checksum() -> str:
+        template = kube.get("deployments", naming.APP_NAME, namespace)["spec"]["template"]
+        return template["metadata"]["annotations"]["livery.dev/config-checksum"]
+
+    before = checksum()
+    kube.patch("tenants", name, {"spec": {"branding": {"primaryColor": "#123456"}}})
+
+    wait_for(lambda: checksum() != before, message="new config checksum")
+    config = kube.get("configmaps", naming.APP_CONFIG_NAME, namespace)["data"]["tenant.json"]
+    assert "#123456" in config
+
+
+def test_deleted_plan_fails_its_tenants(kube, operator):
+    plan_name = unique_name("gone")
+    plan = load_plan("pro").to_json()
+    plan["metadata"] = {"name": plan_name}
+    kube.create("plans", plan)
+    name = unique_name("gone")
+    create_ready_tenant(kube, name, plan_name)
+
+    kube.delete("plans", plan_name)
+
+    wait_for(lambda: condition(kube, name, "Ready").get("reason") == "PlanNotFound", message="PlanNotFound")
+    assert status_of(kube, name)["phase"] == "Failed"
+    assert kube.get("deployments", naming.APP_NAME, naming.namespace_name(name)) is not None
+
+
 def test_suspend_then_resume(kube, operator):
     name = unique_name("pause")
     create_ready_tenant(kube, name, "pro")
