@@ -146,10 +146,24 @@ class RuntimeProcess:
         return found
 
 
-def app_processes_named(tenant: str) -> list[int]:
-    """Return the pids of every process named like a forked app of `tenant`, whatever started it."""
+def app_processes_named(tenant: str, data_dir: Path) -> list[int]:
+    """Return the pids of the processes named like a forked app of `tenant` that log into `data_dir`.
+
+    The pid files are not used, so an app its runtime lost track of is found too.
+    Other runtimes on the machine may run tenants of the same name, hence the log check.
+    """
     name = f"livery:{tenant}"[:15]
-    return [process.pid for process in psutil.process_iter(["name"]) if process.info["name"] == name]
+    log = str(data_dir / "tenants" / tenant / "app.log")
+    found = []
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] != name:
+            continue
+        try:
+            if os.readlink(f"/proc/{process.pid}/fd/1") == log:
+                found.append(process.pid)
+        except OSError:
+            continue
+    return found
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1, message: str = "") -> Any:

@@ -13,7 +13,16 @@ from psycopg import sql
 
 from livery.database.provisioner import DatabaseProvisioner
 
-from .runtime_process import REPO_ROOT, RuntimeProcess, app_processes_named, database_url, phase_of, status_of, tenant_page, wait_for
+from .runtime_process import (
+    REPO_ROOT,
+    RuntimeProcess,
+    app_processes_named,
+    database_url,
+    phase_of,
+    status_of,
+    tenant_page,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -72,9 +81,10 @@ def test_sigkill_during_provisioning_then_restart_converges(control_database: st
     before = secrets_in_store(control_database)
 
     first.kill()
-    # The apps shut down gracefully, and their last usage report to the dead control API may take seconds.
     wait_for(
-        lambda: all(not app_processes_named(name) for name in TENANTS), 60, message="orphaned tenant apps to exit"
+        lambda: all(not app_processes_named(name, first.data_dir) for name in TENANTS),
+        30,
+        message="orphaned tenant apps to exit",
     )
     second = RuntimeProcess(tmp_path / "data", control_database)
     second.start()
@@ -83,7 +93,7 @@ def test_sigkill_during_provisioning_then_restart_converges(control_database: st
             wait_for(lambda: tenant_page(second, f"{name}.localhost"), READY_TIMEOUT_SECONDS, message=f"{name} served")
             wait_for(lambda: phase_of(second, name) == "Ready", READY_TIMEOUT_SECONDS, message=f"{name} Ready")
         processes = second.tenant_app_processes()
-        named = {name: app_processes_named(name) for name in TENANTS}
+        named = {name: app_processes_named(name, second.data_dir) for name in TENANTS}
         after = secrets_in_store(control_database)
     finally:
         second.stop()
