@@ -28,6 +28,7 @@ from .billing.provider import BillingError
 from .context import AppContext
 from .dependencies import utcnow
 from .errors import Conflict, InvalidInput, PaymentRequired, Unavailable
+from .ratelimit import check_password_limited
 from .schemas import NameCheck, SignupRequest
 from .security import new_token, token_digest
 from .tables import Account, EmailVerificationToken, Membership, Signup, TenantBilling
@@ -82,16 +83,21 @@ def tenant_spec(signup: Signup) -> dict:
     return {"displayName": signup.display_name, "plan": signup.plan, "owner": {"email": signup.email}}
 
 
-async def sign_up(context: AppContext, session: AsyncSession, request: SignupRequest) -> SignupResult:
+async def sign_up(
+    context: AppContext, session: AsyncSession, request: SignupRequest, *, client_address: str
+) -> SignupResult:
     """Create the owner account and the Tenant, or start a Checkout for a paid plan.
 
     A repeat of a completed or pending signup with the same email, tenant and
-    password returns the first result and creates nothing.
+    password returns the first result (`created` False) and creates nothing.
+    Every check of an existing account's password counts against the sign-in
+    limits of that account and of `client_address`, as `/v1/auth/token` does.
     """
     email = request.email.lower()
+    keys = (f"account:{email}", f"address:{client_address}")
     existing = await session.get(Signup, request.tenant)
     if existing is not None:
-        return await _repeat(context, session, existing, email, request.password)
+        return await _repeat(context, session, existing, email, request.password, keys)
 
     check = await check_tenant_name(request.tenant, context.store, session, signup_checked=True)
     if not check.available:
@@ -103,7 +109,7 @@ async def sign_up(context: AppContext, session: AsyncSession, request: SignupReq
     if account is None:
         account = Account(id=str(uuid.uuid4()), email=email, password_hash=await context.passwords.hash(request.password))
         session.add(account)
-    elif not await context.passwords.verify(account.password_hash, request.password):
+    elif not await check_password_limited(context, keys, account.password_hash, request.password):
         raise Conflict(
             f"an account with {email} exists already; sign in with its password to add a tenant", field="email",
             code="account_exists",
@@ -130,7 +136,7 @@ async def sign_up(context: AppContext, session: AsyncSession, request: SignupReq
         await session.rollback()
         existing = await session.get(Signup, request.tenant)
         if existing is not None:
-            return await _repeat(context, session, existing, email, request.password)
+            return await _repeat(context, session, existing, email, request.password, keys)
         raise Conflict(f"signup for {request.tenant!r} collided with another; retry", field="tenant") from None
 
     tenant = None
@@ -143,9 +149,14 @@ async def sign_up(context: AppContext, session: AsyncSession, request: SignupReq
     return SignupResult(signup=signup, account=account, created=True, verification_token=verification, tenant=tenant)
 
 
-async def _repeat(context: AppContext, session: AsyncSession, existing: Signup, email: str, password: str) -> SignupResult:
+async def _repeat(
+    context: AppContext, session: AsyncSession, existing: Signup, email: str, password: str, keys: tuple[str, str]
+) -> SignupResult:
     account = await session.get(Account, existing.account_id)
-    if existing.email != email or account is None or not await context.passwords.verify(account.password_hash, password):
+    # The password is checked, and counted, even for another email, so the answer's timing
+    # does not tell which email owns the tenant.
+    password_hash = account.password_hash if account is not None and existing.email == email else None
+    if not await check_password_limited(context, keys, password_hash, password):
         raise Conflict(f"Tenant name {existing.tenant!r} is already taken.", field="tenant", code="name_taken")
     return SignupResult(signup=existing, account=account, created=False)
 

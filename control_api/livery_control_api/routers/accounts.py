@@ -13,7 +13,8 @@ from sqlalchemy import select
 from livery.store.base import StoreError
 
 from ..dependencies import Context, CurrentCaller, Session, current_account, utcnow
-from ..errors import InvalidInput, TooManyRequests, Unauthorized
+from ..errors import InvalidInput, Unauthorized
+from ..ratelimit import check_password_limited
 from ..schemas import NameCheck, SignupRequest, SignupResponse, TokenResponse
 from ..security import issue_token, read_token, token_digest
 from ..signup import check_tenant_name, sign_up
@@ -34,9 +35,11 @@ async def check_name(
 
 
 @router.post("/signup", response_model=SignupResponse, status_code=201)
-async def signup(body: SignupRequest, context: Context, session: Session, response: Response) -> SignupResponse:
+async def signup(
+    body: SignupRequest, request: Request, context: Context, session: Session, response: Response
+) -> SignupResponse:
     """Create the owner account and the tenant; a paid plan returns a Stripe Checkout URL instead."""
-    result = await sign_up(context, session, body)
+    result = await sign_up(context, session, body, client_address=client_address(request))
     outcome = "created" if result.created else "repeated"
     context.metrics.signups.labels(result.signup.plan, outcome).inc()
     if result.verification_token is not None:
@@ -79,6 +82,11 @@ def client_address(request: Request) -> str:
     return forwarded[0] if forwarded else peer
 
 
+def sign_in_keys(request: Request, email: str) -> tuple[str, str]:
+    """Return the limiter keys of a password check: the account first, then the client address."""
+    return (f"account:{email.lower()}", f"address:{client_address(request)}")
+
+
 def _is_trusted(address: str, networks) -> bool:
     try:
         ip = ipaddress.ip_address(address)
@@ -112,17 +120,9 @@ async def token(
     if not username or not password:
         raise InvalidInput("username and password are required for grant_type password", field="username")
     email = username.lower()
-    keys = (f"account:{email}", f"address:{client_address(request)}")
-    wait = await context.limiter.retry_after(*keys)
-    if wait is not None:
-        raise TooManyRequests(
-            f"too many failed sign-ins; retry in {wait} seconds", headers={"Retry-After": str(wait)}
-        )
     account = await session.scalar(select(Account).where(Account.email == email))
-    if not await context.passwords.verify(account.password_hash if account else None, password):
-        await context.limiter.record_failure(*keys)
+    if not await check_password_limited(context, sign_in_keys(request, email), account.password_hash if account else None, password):
         raise Unauthorized("email or password is wrong", code="invalid_grant")
-    await context.limiter.record_success(keys[0])
     return _tokens(context, account)
 
 

@@ -17,12 +17,13 @@ from livery.models.errors import format_validation_error
 
 from ..context import AppContext
 from ..dependencies import SESSION_COOKIE, Context, Session, utcnow
-from ..errors import ApiError
+from ..errors import ApiError, TooManyRequests
+from ..ratelimit import check_password_limited
 from ..schemas import SignupRequest
 from ..security import token_digest
 from ..signup import sign_up
 from ..tables import Account, EmailVerificationToken
-from .accounts import client_address
+from .accounts import client_address, sign_in_keys
 from .rendering import form_is_authentic, page_caller, redirect, render_page, start_session
 
 router = APIRouter(include_in_schema=False)
@@ -56,11 +57,14 @@ async def signup_submit(request: Request, context: Context, session: Session) ->
         errors = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in format_validation_error(exc)}
         return render_page(request, context, "signup.html", 422, plans=plans, values=values, errors=errors)
     try:
-        result = await sign_up(context, session, body)
+        result = await sign_up(context, session, body, client_address=client_address(request))
     except ApiError as exc:
         return render_page(request, context, "signup.html", exc.status_code, plans=plans, values=values,
                        errors={exc.field or "form": exc.message})
     context.metrics.signups.labels(result.signup.plan, "created" if result.created else "repeated").inc()
+    if not result.created:
+        # A repeated signup is no sign-in: it must not become a way around the sign-in page.
+        return redirect("/signin")
     response = redirect(result.signup.checkout_url if result.signup.state != "complete" and result.signup.checkout_url
                          else f"/console/{result.signup.tenant}")
     start_session(context, response, result.account)
@@ -79,16 +83,17 @@ async def signin_submit(request: Request, context: Context, session: Session) ->
     values = {"email": email}
     if not form_is_authentic(request, context, form.get("csrf")):
         return render_page(request, context, "signin.html", 400, values=values, errors={"form": "The form expired; submit it again."})
-    keys = (f"account:{email}", f"address:{client_address(request)}")
-    wait = await context.limiter.retry_after(*keys)
-    if wait is not None:
+    account = await session.scalar(select(Account).where(Account.email == email))
+    try:
+        correct = await check_password_limited(
+            context, sign_in_keys(request, email), account.password_hash if account else None, str(form.get("password", ""))
+        )
+    except TooManyRequests as exc:
+        wait = exc.headers["Retry-After"]
         return render_page(request, context, "signin.html", 429, values=values,
                        errors={"form": f"Too many failed sign-ins. Try again in {wait} seconds."})
-    account = await session.scalar(select(Account).where(Account.email == email))
-    if not await context.passwords.verify(account.password_hash if account else None, str(form.get("password", ""))):
-        await context.limiter.record_failure(*keys)
+    if not correct:
         return render_page(request, context, "signin.html", 401, values=values, errors={"form": "Email or password is wrong."})
-    await context.limiter.record_success(keys[0])
     response = redirect("/console")
     start_session(context, response, account)
     return response
