@@ -178,16 +178,6 @@ async def ensure_app(
     return await _driver_call(driver.ensure_app(spec), "AppFailed", "AppReady")
 
 
-def split_hosts(tenant: Tenant, hosts: list[str], claimed_hosts: dict[str, str]) -> tuple[list[str], list[str]]:
-    """Return (hosts this tenant serves, hosts another tenant claimed first)."""
-    served: list[str] = []
-    conflicts: list[str] = []
-    for host in hosts:
-        owner = claimed_hosts.get(host, tenant.name)
-        (served if owner == tenant.name else conflicts).append(host)
-    return served, conflicts
-
-
 async def ensure_routing(tenant: Tenant, served: list[str], driver: Driver) -> None:
     """Serve every host the tenant owns from its app, or the suspension page when suspended."""
     route = RouteSpec(

@@ -13,6 +13,7 @@ from . import steps
 from .conditions import changed, make_condition, ordered
 from .context import Collaborators, Provisioner, ReconcileSettings, SnapshotStorage, StepObserver
 from .errors import IsolationChangeRejected, ReconcileError
+from .hosts import HostSplit, split_hosts
 
 logger = logging.getLogger("livery.reconcile")
 
@@ -78,9 +79,10 @@ async def reconcile_tenant(
 ) -> ReconcileResult:
     """Bring the tenant's database, app and routing in line with its spec and return its status.
 
-    `claimed_hosts` maps each host to the tenant that claimed it first (by
-    creationTimestamp); hosts claimed by another tenant are not served. The caller
-    persists the returned status and runs again after `retry_after` seconds.
+    `claimed_hosts` maps each host to the tenant that holds it (see
+    `livery.reconcile.hosts.assign_hosts`); hosts held by another tenant and custom
+    domains under the base domain are not served. The caller persists the returned
+    status and runs again after `retry_after` seconds.
     """
     parts = Collaborators(driver=driver, provisioner=provisioner, storage=storage, tenant=tenant.name)
     if observer is not None:
@@ -105,12 +107,12 @@ async def reconcile_tenant(
     status.database = database.status
 
     hosts = naming.tenant_hosts(tenant, settings.base_domain)
-    served, conflicts = steps.split_hosts(tenant, hosts, claimed_hosts or {})
-    status.hosts = served
-    status.url = settings.tenant_url(hosts[0]) if hosts[0] in served else None
+    split = split_hosts(tenant, settings.base_domain, claimed_hosts or {})
+    status.hosts = split.served
+    status.url = settings.tenant_url(hosts[0]) if hosts[0] in split.served else None
 
-    await _run_app_steps(tenant, resolved, database, served or hosts, settings, outcome, parts)
-    await _run_routing_step(tenant, served, conflicts, outcome, parts)
+    await _run_app_steps(tenant, resolved, database, split.served or hosts, settings, outcome, parts)
+    await _run_routing_step(tenant, split, settings.base_domain, outcome, parts)
     return await _finish(outcome, status, None, parts.driver)
 
 
@@ -179,9 +181,10 @@ async def _run_app_steps(
 
 
 async def _run_routing_step(
-    tenant: Tenant, served: list[str], conflicts: list[str], outcome: _Outcome, parts: Collaborators
+    tenant: Tenant, split: HostSplit, base_domain: str, outcome: _Outcome, parts: Collaborators
 ) -> None:
-    """Route every host this tenant owns; report hosts another tenant claimed first."""
+    """Route every host this tenant holds; report custom domains it may not have or that another tenant holds."""
+    served = split.served
     try:
         with parts.timed("ensure_routing"):
             await steps.ensure_routing(tenant, served, parts.driver)
@@ -189,13 +192,24 @@ async def _run_routing_step(
         outcome.fail(error)
         return
 
-    if conflicts:
-        listed = ", ".join(conflicts)
+    if split.not_allowed:
+        listed = ", ".join(split.not_allowed)
+        outcome.set(
+            "RoutingReady",
+            False,
+            "DomainNotAllowed",
+            f"not serving {listed}: a custom domain cannot be {base_domain} or under it, because those hosts "
+            "are the platform's and other tenants' primary hosts; remove it from spec.domains",
+        )
+    elif split.conflicts:
+        # The holder stays out of the message: the status is shown to the tenant's owner, who
+        # must not learn which other tenant serves a host. Admins find it in status.hosts.
+        listed = ", ".join(split.conflicts)
         outcome.set(
             "RoutingReady",
             False,
             "HostConflict",
-            f"not serving {listed}: already claimed by another tenant; remove it from spec.domains",
+            f"not serving {listed}: another tenant already serves or claimed it first; remove it from spec.domains",
         )
     elif tenant.spec.suspended:
         outcome.set("RoutingReady", True, "Suspended", "hosts route to the suspension page: " + ", ".join(served))

@@ -25,6 +25,7 @@ import kopf
 
 from livery import naming
 from livery.models.base import API_GROUP, API_VERSION
+from livery.reconcile.hosts import HostClaim, host_claims
 
 from .kube import KubeError
 from .reconciler import TenantReconciler
@@ -84,11 +85,15 @@ def build_registry(
         await reconciler.client.close()
 
     @kopf.index(*tenants, id="tenant_hosts", registry=registry)
-    async def tenant_hosts(name: str, spec: Any, meta: Any, **_: Any) -> dict[str, tuple[str, str]]:
+    async def tenant_hosts(name: str, spec: Any, meta: Any, status: Any, **_: Any) -> dict[str, HostClaim]:
         reconciler.known_tenants.add(name)
-        created = meta.get("creationTimestamp") or ""
-        hosts = [naming.primary_host(name, reconciler.settings.base_domain), *(spec.get("domains") or [])]
-        return {host: (created, name) for host in hosts}
+        return host_claims(
+            name,
+            meta.get("creationTimestamp") or "",
+            spec.get("domains") or [],
+            (status or {}).get("hosts") or [],
+            reconciler.settings.base_domain,
+        )
 
     @kopf.index(*tenants, id="tenants_by_plan", registry=registry)
     async def tenants_by_plan(name: str, spec: Any, **_: Any) -> dict[str, str]:

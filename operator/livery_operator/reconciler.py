@@ -22,15 +22,13 @@ from livery.models.tenant import Tenant, TenantMeta, TenantSpec, TenantStatus
 from livery.reconcile import ReconcileResult, ReconcileSettings, finalize_tenant, reconcile_tenant
 from livery.reconcile.conditions import make_condition
 from livery.reconcile.context import Provisioner, SnapshotStorage
+from livery.reconcile.hosts import HostClaim, assign_hosts
 
 from .driver import KubernetesDriver
 from .kube import KubeClient, KubeError
 from .metrics import RECONCILES, MetricsObserver
 
 logger = logging.getLogger("livery.operator")
-
-# Value of the host-claims index: (creationTimestamp, tenant name); the smallest claims the host.
-HostClaim = tuple[str, str]
 
 
 def parse_tenant(body: Mapping[str, Any]) -> Tenant:
@@ -67,10 +65,10 @@ def minimal_tenant(body: Mapping[str, Any]) -> Tenant:
 
 
 def claimed_hosts(index: Mapping[str, Iterable[HostClaim]] | None) -> dict[str, str]:
-    """Return host -> tenant that claimed it first (oldest creationTimestamp, then name)."""
+    """Return host -> the tenant that holds it, from the `tenant_hosts` index."""
     if not index:
         return {}
-    return {host: min(claims)[1] for host, claims in index.items() if claims}
+    return assign_hosts(index)
 
 
 class TenantReconciler:

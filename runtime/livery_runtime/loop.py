@@ -21,11 +21,11 @@ import logging
 import time
 from typing import Any
 
-from livery import naming
 from livery.drivers.local import LocalDriver
 from livery.models.plan import Plan
 from livery.models.tenant import Tenant
 from livery.reconcile import ReconcileResult, ReconcileSettings, finalize_tenant, reconcile_tenant
+from livery.reconcile.hosts import HostClaim, assign_hosts, tenant_host_claims
 from livery.store.base import NotFound
 from livery.store.local import LocalStore
 
@@ -39,13 +39,12 @@ LISTEN_TIMEOUT_SECONDS = 30.0
 
 
 def claimed_hosts(tenants: list[Tenant], base_domain: str) -> dict[str, str]:
-    """Map every host to the tenant that claimed it first, by creationTimestamp then name."""
-    claims: dict[str, str] = {}
-    ordered = sorted(tenants, key=lambda tenant: (tenant.metadata.creation_timestamp or "", tenant.name))
-    for tenant in ordered:
-        for host in naming.tenant_hosts(tenant, base_domain):
-            claims.setdefault(host, tenant.name)
-    return claims
+    """Map every host to the tenant that holds it, by the rules of `livery.reconcile.hosts`."""
+    claims: dict[str, list[HostClaim]] = {}
+    for tenant in tenants:
+        for host, claim in tenant_host_claims(tenant, base_domain).items():
+            claims.setdefault(host, []).append(claim)
+    return assign_hosts(claims)
 
 
 class ReconcileLoop:

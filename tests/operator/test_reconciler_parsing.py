@@ -6,6 +6,7 @@ import pytest
 from operator_support import tenant_manifest
 from pydantic import ValidationError
 
+from livery.reconcile.hosts import REQUESTED, SERVED
 from livery_operator.reconciler import claimed_hosts, minimal_tenant, parse_tenant
 
 
@@ -44,11 +45,19 @@ def test_minimal_tenant_defaults_to_retain():
 
 def test_first_claim_by_creation_time_wins():
     index = {
-        "shop.example.test": [("2026-02-01T00:00:00Z", "newer"), ("2026-01-01T00:00:00Z", "older")],
-        "own.example.test": [("2026-03-01T00:00:00Z", "newer")],
+        "shop.example.test": [(REQUESTED, "2026-02-01T00:00:00Z", "newer"), (REQUESTED, "2026-01-01T00:00:00Z", "older")],
+        "own.example.test": [(REQUESTED, "2026-03-01T00:00:00Z", "newer")],
     }
 
     claims = claimed_hosts(index)
 
     assert claims["shop.example.test"] == "older"
     assert claims["own.example.test"] == "newer"
+
+
+def test_served_claim_beats_older_claim():
+    index = {"shop.example.test": [(SERVED, "2026-02-01T00:00:00Z", "newer"), (REQUESTED, "2026-01-01T00:00:00Z", "older")]}
+
+    claims = claimed_hosts(index)
+
+    assert claims["shop.example.test"] == "newer"

@@ -165,3 +165,33 @@ async def test_first_claim_wins_by_creation_time() -> None:
 
     assert claims["shop.example.com"] == "zeta"
     assert claims["alpha.localhost"] == "alpha"
+
+
+def claimant(name: str, created: str, domains: list[str], served: list[str] | None = None) -> Tenant:
+    return Tenant.model_validate(
+        {
+            "apiVersion": "livery.dev/v1alpha1",
+            "kind": "Tenant",
+            "metadata": {"name": name, "creationTimestamp": created},
+            "spec": {"displayName": name, "plan": "free", "domains": domains},
+            "status": {"hosts": served} if served is not None else None,
+        }
+    )
+
+
+async def test_served_host_stays_with_later_tenant() -> None:
+    older = claimant("older", "2026-01-01T00:00:00Z", ["shop.example.com"])
+    newer = claimant("newer", "2026-02-01T00:00:00Z", ["shop.example.com"], ["newer.localhost", "shop.example.com"])
+
+    claims = claimed_hosts([older, newer], "localhost")
+
+    assert claims["shop.example.com"] == "newer"
+
+
+async def test_primary_host_not_claimable_by_domain() -> None:
+    thief = claimant("thief", "2026-01-01T00:00:00Z", ["victim.localhost"], ["victim.localhost"])
+    victim = claimant("victim", "2026-02-01T00:00:00Z", [])
+
+    claims = claimed_hosts([thief, victim], "localhost")
+
+    assert claims["victim.localhost"] == "victim"
