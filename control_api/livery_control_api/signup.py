@@ -25,6 +25,7 @@ from livery.store.base import CONTROL_API_FIELD_MANAGER, NotFound as StoreNotFou
 
 from .audit import record_audit
 from .billing.provider import BillingError
+from .billing.retire import retire_billing
 from .context import AppContext
 from .dependencies import utcnow
 from .errors import Conflict, InvalidInput, PaymentRequired, Unavailable
@@ -104,6 +105,8 @@ async def sign_up(
         error = Conflict if check.reason == "taken" else InvalidInput
         raise error(check.message, field="tenant", code=f"name_{check.reason}")
     plan = await _plan_for_signup(context, request.plan)
+    # The name is free, so billing state under it belongs to a deleted tenant (deleted with kubectl, say).
+    await retire_billing(session, request.tenant, "signup")
 
     account = await session.scalar(select(Account).where(Account.email == email))
     if account is None:

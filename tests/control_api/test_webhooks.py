@@ -450,3 +450,58 @@ async def test_oversized_webhook_is_rejected(stripe_api):
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_large"
+
+
+async def test_admin_delete_retires_billing(stripe_api):
+    tenant, customer, subscription = await provisioned_paid_tenant(stripe_api)
+
+    response = await stripe_api.admin("DELETE", f"/v1/admin/tenants/{tenant}")
+
+    assert response.status_code == 202
+    assert await billing_row(stripe_api, tenant) is None
+
+
+async def test_event_of_deleted_tenant_is_stale(stripe_api):
+    tenant, customer, subscription = await provisioned_paid_tenant(stripe_api)
+    await stripe_api.admin("DELETE", f"/v1/admin/tenants/{tenant}")
+    past_due = subscription_object(subscription, customer, "past_due", PRO_PRICE, tenant, int(time.time()))
+
+    response = await post_event(stripe_api, stripe_event("customer.subscription.updated", past_due, int(time.time()) + 5))
+
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "stale"
+    assert await billing_row(stripe_api, tenant) is None
+
+
+async def test_new_tenant_of_old_name_has_no_billing(stripe_api):
+    name = f"t{uuid.uuid4().hex[:10]}"
+    async with stripe_api.context.sessions() as session, session.begin():
+        session.add(TenantBilling(tenant=name, customer_id=f"cus_{uuid.uuid4().hex[:14]}", subscription_status="past_due",
+                                  grace_until=utcnow() + timedelta(hours=1)))
+    manifest = {"apiVersion": "livery.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+                "spec": {"displayName": "Reused Name", "plan": "free"}}
+
+    response = await stripe_api.admin("POST", "/v1/admin/apply", json=manifest)
+
+    assert response.status_code == 200
+    assert await billing_row(stripe_api, name) is None
+
+
+async def test_old_subscription_cancellation_keeps_new_plan(stripe_api):
+    tenant, customer, old_subscription = await provisioned_paid_tenant(stripe_api)
+    now = int(time.time())
+    active = subscription_object(old_subscription, customer, "active", PRO_PRICE, tenant, now - 100)
+    await post_event(stripe_api, stripe_event("customer.subscription.updated", active, now - 90))
+    new_subscription = f"sub_{uuid.uuid4().hex[:14]}"
+    upgrade = checkout_completed(tenant, customer, new_subscription, plan="enterprise")
+    await post_event(stripe_api, stripe_event("checkout.session.completed", upgrade, now - 50))
+    paying = subscription_object(new_subscription, customer, "active", ENTERPRISE_PRICE, tenant, now - 50)
+    await post_event(stripe_api, stripe_event("customer.subscription.created", paying, now - 40))
+    cancelled = subscription_object(old_subscription, customer, "canceled", PRO_PRICE, tenant, now - 100)
+
+    response = await post_event(stripe_api, stripe_event("customer.subscription.deleted", cancelled, now))
+
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "ignored"
+    assert (await stripe_api.context.store.get_tenant(tenant)).spec.plan == "enterprise"
+    assert (await billing_row(stripe_api, tenant)).subscription_id == new_subscription

@@ -37,6 +37,7 @@ from ..dependencies import utcnow
 from ..quota import latest_usage, limits_for, usage_excess, write_plan
 from ..signup import complete_paid_signup
 from ..tables import Membership, ObjectWatermark, Signup, StripeEvent, TenantBilling
+from .retire import is_retired
 
 logger = logging.getLogger("livery.control_api.webhooks")
 
@@ -132,6 +133,8 @@ async def _checkout_completed(context: AppContext, session: AsyncSession, checko
         return "unmapped"
     customer_id = _id_of(checkout.get("customer"))
     subscription_id = _id_of(checkout.get("subscription"))
+    if await is_retired(session, subscription_id):
+        return "stale"
     if await complete_paid_signup(context, session, tenant, customer_id, subscription_id):
         record_audit(session, ACTOR, "billing.checkout_completed", tenant, subscription=subscription_id)
         return "applied"
@@ -173,6 +176,8 @@ async def _subscription_changed(
     tenant = await _tenant_for(session, subscription, subscription_id)
     if tenant is None:
         return "unmapped"
+    if not await _is_current_subscription(session, tenant, subscription_id):
+        return "ignored"
     verdict = await _advance_watermark(session, subscription_id, "subscription", event)
     if verdict == "older":
         return "stale"
@@ -180,6 +185,20 @@ async def _subscription_changed(
         subscription = await context.billing.retrieve_subscription(subscription_id)
     deleted = event["type"] == "customer.subscription.deleted"
     return await _apply_subscription(context, session, tenant, subscription, deleted)
+
+
+async def _is_current_subscription(session: AsyncSession, tenant: str, subscription_id: str) -> bool:
+    """Return whether events of `subscription_id` may change the tenant's plan and status.
+
+    That is the tenant's recorded subscription, or any subscription while the
+    tenant has none or its recorded one has ended. An event of an older
+    subscription, a cancellation say, must not downgrade a tenant that now
+    pays on a newer one.
+    """
+    billing = await session.get(TenantBilling, tenant)
+    if billing is None or billing.subscription_id is None or billing.subscription_id == subscription_id:
+        return True
+    return billing.subscription_status in ENDED_STATUSES
 
 
 async def _apply_subscription(

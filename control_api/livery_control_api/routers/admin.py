@@ -18,6 +18,7 @@ from ..domains import check_domains_available
 from ..errors import Conflict, InvalidInput
 from ..quota import latest_usage, limits_for, usage_excess, write_plan
 from ..schemas import AdminApplyResponse, AdminTenantView, EventView, LoginLinkResponse, PlanChangeRequest
+from ..billing.retire import retire_billing
 from ..tables import AuditEntry, TenantBilling
 from ..tenant_access import apply_spec, issue_login_link, load_plan, load_tenant
 from .team import remove_tenant
@@ -72,6 +73,9 @@ async def apply_manifest(
     except Invalid as exc:
         raise InvalidInput("\n".join(exc.errors), field=exc.errors[0].split(":", 1)[0] if exc.errors else None) from None
     action = _action(before.spec.to_json() if before else None, result.spec.to_json())
+    if before is None:
+        # Billing state left by a deleted tenant of this name (deleted with kubectl, say) is not the new tenant's.
+        await retire_billing(session, resource.name, caller.actor)
     record_audit(session, caller.actor, f"tenant.{action}", resource.name)
     await session.commit()
     return AdminApplyResponse(action=action, resource=result.to_json())

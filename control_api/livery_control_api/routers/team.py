@@ -28,6 +28,7 @@ from ..schemas import (
     MemberView,
 )
 from ..security import new_api_key, new_token, token_digest
+from ..billing.retire import retire_billing
 from ..tables import Account, ApiKey, Invitation, Membership, PendingDomain, Signup, TenantBilling
 from ..tenant_access import load_tenant
 
@@ -178,6 +179,7 @@ async def remove_tenant(context: Context, session: AsyncSession, name: str, acto
     except StoreNotFound:
         raise NotFound(f"tenant {name!r} not found", field="name") from None
     await forget_tenant(session, name)
+    await retire_billing(session, name, actor)
     record_audit(session, actor, "tenant.deleted", name)
     await session.commit()
 
@@ -193,8 +195,9 @@ async def delete_own_tenant(name: TenantName, caller: CurrentCaller, context: Co
 async def forget_tenant(session, tenant: str) -> None:
     """Delete the tenant's memberships, keys, invitations, signup and pending domains once the tenant is deleted.
 
-    Removing the signup frees the name for a new signup. Billing rows and the
-    usage ledger stay, as records of what was charged.
+    Removing the signup frees the name for a new signup. The usage ledger and
+    the audit log stay, as records of what was charged; `retire_billing`
+    removes the billing state.
     """
     for table in (Membership, ApiKey, Invitation, Signup, PendingDomain):
         await session.execute(delete(table).where(table.tenant == tenant))
