@@ -5,18 +5,42 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth import LoginClaims, hash_password, hash_secret_token, new_secret_token
 from .catalogue import parse_id
-from .db.models import Invitation, LoginLinkUse, PasswordResetToken, User
+from .db.models import ApiKey, Invitation, LoginLinkUse, PasswordResetToken, User
 from .errors import AppError
 
 INVITATION_LIFETIME = timedelta(days=7)
 PASSWORD_RESET_LIFETIME = timedelta(hours=1)
 MIN_PASSWORD_LENGTH = 10
+# Accounts that only the owner may reset, change or delete.
+OWNER_MANAGED_ROLES = frozenset({"owner", "admin"})
+
+
+def check_may_manage(actor: User, target: User, new_role: str | None = None) -> None:
+    """Raise 403 unless `actor` may change `target`'s password, role, status or delete it.
+
+    Only the owner may manage the owner's and admins' accounts and grant the
+    owner role, so an admin cannot take over the owner's account or another
+    admin's. Admins manage members.
+    """
+    if actor.role == "owner":
+        return
+    if target.role in OWNER_MANAGED_ROLES:
+        raise AppError(403, "forbidden", f"user: only the owner can change an {target.role}'s account", "user")
+    if new_role == "owner":
+        raise AppError(403, "forbidden", "role: only the owner can grant the owner role", "role")
+
+
+async def revoke_api_keys(db: AsyncSession, user_id: uuid.UUID) -> None:
+    now = datetime.now(timezone.utc)
+    await db.execute(
+        update(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
+    )
 
 
 def check_password_rule(password: str, field: str = "password") -> None:
@@ -117,7 +141,12 @@ async def create_password_reset(db: AsyncSession, user: User) -> str:
 
 
 async def reset_password(db: AsyncSession, token: str, password: str) -> User | None:
-    """Set a new password with a one-time reset token; return None for an unknown, used or expired token."""
+    """Set a new password with a one-time reset token; return None for an unknown, used or expired token.
+
+    A reset means the old password may be known to someone else, so it also
+    revokes the user's API keys. The new password hash ends every other
+    session (see `deps.auth_version`).
+    """
     check_password_rule(password)
     now = datetime.now(timezone.utc)
     statement = select(PasswordResetToken).where(
@@ -133,6 +162,7 @@ async def reset_password(db: AsyncSession, token: str, password: str) -> User | 
         return None
     reset.used_at = now
     user.password_hash = hash_password(password)
+    await revoke_api_keys(db, user.id)
     await db.flush()
     return user
 

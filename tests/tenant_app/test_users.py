@@ -210,3 +210,4 @@ async def test_patch_user_with_null_role_gets_422(tenant_pair) -> None:
 
     assert response.status_code == 422
     assert response.json()["error"]["field"] == "role"
+

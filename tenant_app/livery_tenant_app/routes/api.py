@@ -22,7 +22,7 @@ from ..catalogue import (
     list_products,
     update_product,
 )
-from ..db.models import ApiKey, Product, StoredFile, User
+from ..db.models import ApiKey, Product, StoredFile
 from ..deps import ApiUser, Config, Db
 from ..errors import AppError, not_found
 from ..schemas import (
@@ -42,7 +42,7 @@ from ..schemas import (
     UserPublic,
     UserUpdate,
 )
-from ..team import count_users, create_invitation, get_user, list_users
+from ..team import check_may_manage, count_users, create_invitation, get_user, list_users
 from .uploads import MAX_UPLOAD_BYTES, read_upload
 
 router = APIRouter(prefix="/api/v1")
@@ -170,18 +170,11 @@ async def update_user_route(user_id: str, body: UserUpdate, db: Db, identity: Ap
     if user is None:
         raise not_found("user")
     changes = body.model_dump(exclude_unset=True)
-    _check_role_change(identity.user, user, changes.get("role"))
+    check_may_manage(identity.user, user, changes.get("role"))
     for name, value in changes.items():
         setattr(user, name, value)
     await db.flush()
     return UserPublic.model_validate(user)
-
-
-def _check_role_change(actor: User, target: User, role: str | None) -> None:
-    if target.role == "owner" and actor.role != "owner":
-        raise AppError(403, "forbidden", "user: only the owner can change the owner's account", "user")
-    if role is not None and role != target.role and role == "owner" and actor.role != "owner":
-        raise AppError(403, "forbidden", "role: only the owner can grant the owner role", "role")
 
 
 @router.delete("/users/{user_id}", status_code=204, tags=["users"])
@@ -192,6 +185,7 @@ async def delete_user_route(user_id: str, request: Request, db: Db, identity: Ap
         raise not_found("user")
     if user.role == "owner":
         raise AppError(409, "conflict", "user: the owner cannot be deleted", "user")
+    check_may_manage(identity.user, user)
     await db.delete(user)
     await db.flush()
     request.app.state.usage.record("users", await count_users(db))

@@ -18,7 +18,7 @@ from ..deps import Config, CsrfChecked, Db, MaybePageUser, PageUser
 from ..errors import AppError, not_found
 from ..rendering import render
 from ..schemas import InvitationCreate, ProductCreate
-from ..team import create_invitation, create_password_reset, get_user, list_users
+from ..team import check_may_manage, create_invitation, create_password_reset, get_user, list_users
 from .api import delete_product_with_image
 from .uploads import read_upload
 
@@ -149,7 +149,8 @@ async def team_page(request: Request, db: Db, identity: PageUser, config: Config
     identity.require("users:read")
     users = await list_users(db)
     return render(request, "team.html", {"users": users, "limit": config.config.limits.users,
-                                          "can_invite": identity.user.role in ("owner", "admin")})
+                                          "can_invite": identity.user.role in ("owner", "admin"),
+                                          "is_owner": identity.user.role == "owner"})
 
 
 @router.post("/team/invite", dependencies=[CsrfChecked])
@@ -175,6 +176,7 @@ async def reset_link_form(user_id: str, request: Request, db: Db, identity: Page
     user = await get_user(db, user_id)
     if user is None:
         raise not_found("user")
+    check_may_manage(identity.user, user)
     token = await create_password_reset(db, user)
     link = str(request.url_for("password_reset_page", token=token))
     return render(request, "shown_once.html", {"title": f"Password reset link for {user.email}", "secret": link,

@@ -1,0 +1,112 @@
+"""Who may manage whose account: owner, admin and member, and what a password reset ends."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from livery.database import DatabaseProvisioner
+
+from .conftest import TenantUnderTest, csrf_token_of, start_tenant, stop_tenant
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def team(
+    provisioner: DatabaseProvisioner, tmp_path_factory: pytest.TempPathFactory, tenant_storage_dir: Path
+) -> AsyncIterator[TenantUnderTest]:
+    """A tenant with room for many users, so these tests never run into the plan's user limit."""
+    tenant = await start_tenant(
+        provisioner, tmp_path_factory.mktemp("team"), tenant_storage_dir, "team", "shared", limits={"users": 200}
+    )
+    yield tenant
+    await stop_tenant(provisioner, tenant)
+
+
+async def join_as(tenant, role: str, browser) -> str:
+    """Invite a new account with `role`, accept it in `browser` and return its email."""
+    email = f"{role}-{uuid.uuid4().hex[:8]}@{tenant.name}.example"
+    invitation = await tenant.client.post("/api/v1/users/invitations", json={"email": email, "role": role},
+                                          headers=tenant.api_headers())
+    assert invitation.status_code == 201, invitation.text
+    accept_path = re.sub(r"^https?://[^/]+", "", invitation.json()["acceptUrl"])
+    csrf = await csrf_token_of(browser, accept_path)
+    accepted = await browser.post(accept_path, data={"csrf_token": csrf, "password": f"{role} password 1"})
+    assert accepted.status_code == 303, accepted.text
+    return email
+
+
+async def user_id_of(tenant, email: str) -> str:
+    users = await tenant.client.get("/api/v1/users", headers=tenant.api_headers())
+    return next(user["id"] for user in users.json()["items"] if user["email"] == email)
+
+
+async def test_admin_cannot_issue_owner_reset_link(team) -> None:
+    owner_id = await user_id_of(team, team.owner_email)
+
+    async with team.anonymous_client() as browser:
+        await join_as(team, "admin", browser)
+        csrf = await csrf_token_of(browser, "/team")
+        response = await browser.post(f"/team/{owner_id}/reset-link", data={"csrf_token": csrf})
+
+    assert response.status_code == 403
+    assert "only the owner" in response.text
+
+
+async def test_admin_cannot_reset_or_delete_admin(team) -> None:
+    async with team.anonymous_client() as other:
+        other_email = await join_as(team, "admin", other)
+    other_id = await user_id_of(team, other_email)
+
+    async with team.anonymous_client() as browser:
+        await join_as(team, "admin", browser)
+        csrf = await csrf_token_of(browser, "/team")
+        reset = await browser.post(f"/team/{other_id}/reset-link", data={"csrf_token": csrf})
+        demote = await browser.patch(f"/api/v1/users/{other_id}", json={"role": "member"},
+                                     headers={"X-CSRF-Token": csrf})
+        delete = await browser.delete(f"/api/v1/users/{other_id}", headers={"X-CSRF-Token": csrf})
+
+    assert reset.status_code == 403
+    assert demote.status_code == 403
+    assert delete.status_code == 403
+
+
+async def test_admin_may_reset_member(team) -> None:
+    async with team.anonymous_client() as member:
+        member_email = await join_as(team, "member", member)
+    member_id = await user_id_of(team, member_email)
+
+    async with team.anonymous_client() as browser:
+        await join_as(team, "admin", browser)
+        csrf = await csrf_token_of(browser, "/team")
+        response = await browser.post(f"/team/{member_id}/reset-link", data={"csrf_token": csrf})
+
+    assert response.status_code == 200
+    assert "/reset/" in response.text
+
+
+async def test_password_reset_revokes_api_keys(team) -> None:
+    async with team.anonymous_client() as member:
+        member_email = await join_as(team, "member", member)
+        csrf = await csrf_token_of(member, "/products")
+        created = await member.post("/api/v1/api-keys", json={"name": "old"}, headers={"X-CSRF-Token": csrf})
+        assert created.status_code == 201, created.text
+        member_key = created.json()["key"]
+    member_id = await user_id_of(team, member_email)
+    reset_page = await team.client.post(f"/team/{member_id}/reset-link", data={"csrf_token": team.csrf_token})
+    assert reset_page.status_code == 200, reset_page.text
+    reset_path = re.search(r"https?://[^/]+(/reset/[^<\"\s]+)", reset_page.text).group(1)
+
+    async with team.anonymous_client() as browser:
+        csrf = await csrf_token_of(browser, reset_path)
+        reset = await browser.post(reset_path, data={"csrf_token": csrf, "password": "a new password 1"})
+    with_old_key = await team.client.get("/api/v1/products", headers={"Authorization": f"Bearer {member_key}"})
+
+    assert reset.status_code == 303
+    assert with_old_key.status_code == 401
