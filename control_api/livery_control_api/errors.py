@@ -7,10 +7,12 @@ through the same handlers, so a client parses one error shape everywhere.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -90,12 +92,36 @@ async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status_code, headers=exc.headers)
 
 
+# Fields whose value never appears in an error message, at any depth of a request body.
+SECRET_FIELDS = frozenset({"password", "current_password", "new_password", "refresh_token", "token", "secret", "key"})
+
+
+def describe_input_error(error: dict[str, Any]) -> tuple[str, str]:
+    """Return the field path and message of one pydantic error, without the value of a secret field."""
+    path, message = describe_error(error)
+    location = error.get("loc") or ()
+    if location and str(location[-1]) in SECRET_FIELDS:
+        context = error.get("ctx") or {}
+        if error["type"] == "string_too_short":
+            message = f"must be at least {context.get('min_length')} characters"
+        elif error["type"] == "string_too_long":
+            message = f"must be at most {context.get('max_length')} characters"
+        else:
+            message = message.split(", got ", 1)[0]
+    return path, message
+
+
+def validation_error_lines(exc: ValidationError) -> list[str]:
+    """Return one `path: message` line per problem in `exc`, with no secret's value."""
+    return [": ".join(describe_input_error(error)) for error in exc.errors(include_url=False)]
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     lines = []
     first_field = None
     for error in exc.errors():
         location = [part for part in error.get("loc", ()) if part not in ("body", "query", "path", "header", "form")]
-        path, message = describe_error({**error, "loc": location})
+        path, message = describe_input_error({**error, "loc": location})
         lines.append(f"{path}: {message}")
         first_field = first_field or field_path(location)
     return JSONResponse(error_body("invalid", "; ".join(lines), first_field), status_code=422)

@@ -13,12 +13,11 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from livery.models.errors import format_validation_error
 
 from ..context import AppContext
 from ..dependencies import Context, Session, authorize
 from ..domains import list_domains, remove_domain, request_domain, verify_domain
-from ..errors import ApiError, Forbidden, NotFound
+from ..errors import ApiError, Forbidden, NotFound, validation_error_lines
 from ..permissions import PERMISSIONS, Permission, Role
 from ..tables import Account, Membership
 from ..tenant_access import issue_login_link, load_tenant, tenant_details, update_branding
@@ -125,7 +124,7 @@ async def console_domains(request: Request, name: str, context: Context, session
             try:
                 domain = DomainRequest(domain=domain).domain
             except ValidationError as exc:
-                message = format_validation_error(exc)[0].split(":", 1)[1].strip()
+                message = validation_error_lines(exc)[0].split(":", 1)[1].strip()
                 return await _console(request, context, session, name, errors={"domain": f"Domain {message}"}, status_code=422)
             await request_domain(context, session, name, domain)
     except ApiError as exc:
@@ -177,7 +176,7 @@ async def console_invite(request: Request, name: str, context: Context, session:
         body = InvitationRequest(email=str(form.get("email", "")).strip(), role=str(form.get("role", "member")))
         await invite_member(name, body, page_caller(request, context), context, session)
     except ValidationError as exc:
-        message = format_validation_error(exc)[0]
+        message = validation_error_lines(exc)[0]
         return await _console(request, context, session, name, errors={"members": message}, status_code=422)
     except ApiError as exc:
         return await _console(request, context, session, name, errors={"members": exc.message}, status_code=exc.status_code)

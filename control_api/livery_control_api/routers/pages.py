@@ -13,11 +13,10 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from livery.models.errors import format_validation_error
 
 from ..context import AppContext
 from ..dependencies import SESSION_COOKIE, Context, Session, utcnow
-from ..errors import ApiError, TooManyRequests
+from ..errors import ApiError, TooManyRequests, validation_error_lines
 from ..ratelimit import check_password_limited
 from ..schemas import SignupRequest
 from ..security import token_digest
@@ -54,7 +53,7 @@ async def signup_submit(request: Request, context: Context, session: Session) ->
     try:
         body = SignupRequest.model_validate({**values, "password": str(form.get("password", ""))})
     except ValidationError as exc:
-        errors = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in format_validation_error(exc)}
+        errors = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in validation_error_lines(exc)}
         return render_page(request, context, "signup.html", 422, plans=plans, values=values, errors=errors)
     try:
         result = await sign_up(context, session, body, client_address=client_address(request))
@@ -140,7 +139,7 @@ async def invitation_submit(request: Request, context: Context, session: Session
         body = AcceptInvitationRequest(token=token, password=str(form.get("password", "")))
         member = await accept_invitation(body, context, session)
     except ValidationError as exc:
-        return render_page(request, context, "invitation.html", 422, token=token, errors={"password": format_validation_error(exc)[0]})
+        return render_page(request, context, "invitation.html", 422, token=token, errors={"password": validation_error_lines(exc)[0]})
     except ApiError as exc:
         return render_page(request, context, "invitation.html", exc.status_code, token=token, errors={exc.field or "form": exc.message})
     account = await session.scalar(select(Account).where(Account.email == member.email))
