@@ -15,6 +15,7 @@ import mimetypes
 import re
 import uuid
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +34,9 @@ MAX_SEGMENT_LENGTH = 255
 DOWNLOAD_LINK_SECONDS = 300
 _SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 MIB = 1024 * 1024
+# Top-level folders that only the control API writes: `branding/` contains the logo and favicon,
+# which `/branding/{name}` serves to anyone.
+RESERVED_FOLDERS = frozenset({"branding"})
 
 # Raster image signatures; SVG is refused because it can carry scripts.
 IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -54,6 +58,22 @@ def check_relative_path(path: str, field: str = "path") -> str:
         return check_key(path, field)
     except InvalidKeyError as exc:
         raise AppError(400, "invalid_key", str(exc), field) from None
+
+
+def check_user_path(path: str, field: str = "path") -> str:
+    """Return `path` if users may write there: a safe key outside the reserved folders, else raise 400."""
+    relative = check_relative_path(path, field)
+    # Compared case-insensitively and percent-decoded, because a local files folder may be on a
+    # case-insensitive file system.
+    top = unquote(relative.split("/", 1)[0]).casefold()
+    if top in RESERVED_FOLDERS:
+        raise AppError(
+            400, "invalid_key",
+            f"{field}: {path!r} is in the reserved folder '{top}/', which only the control API writes; "
+            "choose another path",
+            field,
+        )
+    return relative
 
 
 def safe_filename(filename: str | None) -> str:
@@ -122,7 +142,7 @@ class FileService:
                 field,
             )
         content_type = sniffed or _declared_type(content_type, name)
-        relative = check_relative_path(path) if path else f"files/{uuid.uuid4().hex}/{name}"
+        relative = check_user_path(path) if path else f"files/{uuid.uuid4().hex}/{name}"
         key = self.prefix + relative
 
         await db.execute(

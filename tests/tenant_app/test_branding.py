@@ -102,19 +102,28 @@ async def test_uploaded_raster_logo_is_served(tenant_pair) -> None:
     assert response.content == png
 
 
-async def test_uploaded_svg_logo_is_sandboxed(tenant_pair) -> None:
+async def test_uploaded_svg_logo_is_not_served(tenant_pair) -> None:
     acme, _ = tenant_pair
     svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><rect width="4" height="4"/></svg>'
     acme.app.state.files.storage.put_bytes(f"tenants/{acme.name}/branding/logo.svg", svg, "image/svg+xml")
 
     response = await acme.client.get("/branding/logo.svg")
 
+    assert response.status_code == 404
+    assert b"onload" not in response.content
+
+
+async def test_uploaded_favicon_is_served_with_nosniff(tenant_pair) -> None:
+    acme, _ = tenant_pair
+    ico = b"\x00\x00\x01\x00\x01\x00" + b"\x00" * 32
+    acme.app.state.files.storage.put_bytes(f"tenants/{acme.name}/branding/favicon.ico", ico, "image/x-icon")
+
+    response = await acme.client.get("/branding/favicon.ico")
+
     assert response.status_code == 200
-    assert response.headers["content-type"] == "image/svg+xml"
-    policy = response.headers["content-security-policy"]
-    assert "default-src 'none'" in policy
-    assert "sandbox" in policy
+    assert response.headers["content-type"] == "image/x-icon"
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.content == ico
 
 
 async def test_branding_file_of_other_type_is_not_served(tenant_pair) -> None:

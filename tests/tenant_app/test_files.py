@@ -144,3 +144,17 @@ async def test_deleting_product_removes_its_image(tenant_pair) -> None:
 
     assert deleted.status_code == 204
     assert used_before - used_after == len(png)
+
+
+@pytest.mark.parametrize("path", ["branding/logo.png", "Branding/logo.png", "%62randing/logo.png"])
+async def test_upload_into_branding_folder_is_rejected(tenant_pair, path: str) -> None:
+    acme, _ = tenant_pair
+    png = b"\x89PNG\r\n\x1a\n" + b"\x02" * 16
+
+    response = await upload(acme, png, path=path, filename="logo.png")
+    served = await acme.client.get("/branding/logo.png")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "path"
+    assert "reserved" in response.json()["error"]["message"]
+    assert served.content != png

@@ -19,7 +19,8 @@ from ..rendering import loaded_config
 logger = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 BRANDING_FOLDER = "branding/"
-SVG_POLICY = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+# ICO files start with a reserved zero word and type 1; browsers show them as favicons.
+ICO_SIGNATURE = b"\x00\x00\x01\x00"
 
 
 @router.get("/healthz")
@@ -62,7 +63,11 @@ async def theme_css(request: Request) -> Response:
 
 @router.get("/branding/{name}")
 async def branding_image(name: str, request: Request) -> Response:
-    """Serve an uploaded logo or favicon from storage: PNG, JPEG, GIF, WebP, or SVG under a sandboxing policy."""
+    """Serve an uploaded logo or favicon from storage: PNG, JPEG, GIF, WebP or ICO only.
+
+    The type comes from the file's first bytes, never from its name, so no
+    stored object is ever served as SVG, HTML or script.
+    """
     service = request.app.state.files
     try:
         key = service.prefix + check_key(BRANDING_FOLDER + name, "name")
@@ -70,12 +75,10 @@ async def branding_image(name: str, request: Request) -> Response:
     except (InvalidKeyError, ObjectNotFoundError):
         raise not_found("branding image") from None
     content_type = sniff_image_type(data)
-    headers = {"cache-control": "public, max-age=300"}
-    if content_type is None and data.lstrip()[:5].lower() in (b"<svg ", b"<svg>", b"<?xml"):
-        # An SVG can carry scripts and event handlers. Inside <img> browsers never run them, and
-        # this policy stops them when the file is opened directly.
-        content_type = "image/svg+xml"
-        headers["content-security-policy"] = SVG_POLICY
+    if content_type is None and data.startswith(ICO_SIGNATURE):
+        content_type = "image/x-icon"
     if content_type is None:
+        # NOTE: the control API also accepts SVG logos, which are not served here.
         raise not_found("branding image")
+    headers = {"cache-control": "public, max-age=300", "x-content-type-options": "nosniff"}
     return Response(data, media_type=content_type, headers=headers)
