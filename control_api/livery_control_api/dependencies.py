@@ -24,7 +24,7 @@ from livery.models.rules import EMAIL, HOSTNAME, TENANT_NAME
 from .context import AppContext
 from .errors import Forbidden, NotFound, Unauthorized
 from .permissions import Permission, Role, allows
-from .security import API_KEY_PREFIX, constant_time_equal, csrf_token, read_token, token_digest
+from .security import API_KEY_PREFIX, AccessClaims, constant_time_equal, csrf_token, read_token, token_digest
 from .tables import Account, ApiKey, Membership
 
 SESSION_COOKIE = "livery_session"
@@ -107,7 +107,19 @@ async def identify_caller(request: Request, context: AppContext, session: AsyncS
     claims = read_token(context.settings.jwt_secret.get_secret_value(), token, "access")
     if claims is None:
         return None
+    if not await token_is_current(session, claims):
+        return None
     return Caller(kind="account", account_id=claims.account_id, email=claims.email)
+
+
+async def token_is_current(session: AsyncSession, claims: AccessClaims) -> bool:
+    """Return whether the token's account exists and has not raised its token version since the token was issued.
+
+    A password change or sign-out everywhere raises the version, which ends
+    every older access token and console session at once.
+    """
+    version = await session.scalar(select(Account.token_version).where(Account.id == claims.account_id))
+    return version is not None and version == claims.token_version
 
 
 async def require_caller(request: Request, context: Context, session: Session) -> Caller:

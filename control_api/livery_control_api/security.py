@@ -68,6 +68,8 @@ class AccessClaims:
     email: str
     kind: str  # "access" or "refresh"
     token_version: int
+    jti: str = ""
+    expires_at: int = 0  # Unix seconds
 
 
 def issue_token(secret: str, account_id: str, email: str, kind: str, lifetime_seconds: int, token_version: int = 0) -> str:
@@ -93,7 +95,10 @@ def read_token(secret: str, token: str, kind: str) -> AccessClaims | None:
         return None
     if claims.get("typ") != kind or not isinstance(claims.get("sub"), str):
         return None
-    return AccessClaims(claims["sub"], claims.get("email", ""), kind, int(claims.get("ver", 0)))
+    return AccessClaims(
+        claims["sub"], claims.get("email", ""), kind, int(claims.get("ver", 0)), str(claims.get("jti", "")),
+        int(claims.get("exp", 0)),
+    )
 
 
 def issue_login_link_token(login_key: str, tenant: str, owner_email: str) -> str:

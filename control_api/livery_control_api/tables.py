@@ -39,6 +39,17 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class UsedRefreshToken(Base):
+    """The id (`jti`) of a refresh token that was exchanged once; exchanging it again is rejected."""
+
+    __tablename__ = "used_refresh_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(36))
+    # Rows past the token's own expiry can go: the token is rejected as expired anyway.
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class Membership(Base):
     """The role of an account in a tenant: owner, admin or member."""
 

@@ -6,9 +6,11 @@ from typing import Annotated
 
 import ipaddress
 import logging
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Form, Query, Request, Response
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
 
 from livery.store.base import StoreError
 
@@ -18,7 +20,7 @@ from ..ratelimit import check_password_limited
 from ..schemas import NameCheck, SignupRequest, SignupResponse, TokenResponse
 from ..security import issue_token, read_token, token_digest
 from ..signup import check_tenant_name, sign_up
-from ..tables import Account, EmailVerificationToken, Membership
+from ..tables import Account, EmailVerificationToken, Membership, UsedRefreshToken
 from ..views import status_view
 
 logger = logging.getLogger("livery.control_api.accounts")
@@ -113,9 +115,18 @@ async def token(
             raise InvalidInput("refresh_token is required for grant_type refresh_token", field="refresh_token")
         claims = read_token(secret, refresh_token, "refresh")
         account = await session.get(Account, claims.account_id) if claims else None
-        if claims is None or account is None or account.token_version != claims.token_version:
+        if claims is None or account is None or account.token_version != claims.token_version or not claims.jti:
             raise Unauthorized("refresh token is invalid or expired; sign in again", code="invalid_grant")
-        return _tokens(context, account)
+        if not await _use_refresh_token(session, claims):
+            # A second use means the token leaked or a client kept an old one: end every session of
+            # the account, as RFC 9700 (OAuth 2.0 security best current practice) advises.
+            account.token_version += 1
+            await session.commit()
+            logger.warning("refresh token of account %s was used twice; all its tokens are revoked", account.id)
+            raise Unauthorized("refresh token was already used; sign in again", code="invalid_grant")
+        tokens = _tokens(context, account)
+        await session.commit()
+        return tokens
 
     if not username or not password:
         raise InvalidInput("username and password are required for grant_type password", field="username")
@@ -124,6 +135,18 @@ async def token(
     if not await check_password_limited(context, sign_in_keys(request, email), account.password_hash if account else None, password):
         raise Unauthorized("email or password is wrong", code="invalid_grant")
     return _tokens(context, account)
+
+
+async def _use_refresh_token(session, claims) -> bool:
+    """Record the refresh token's id as used; return False when it was used before."""
+    await session.execute(delete(UsedRefreshToken).where(UsedRefreshToken.expires_at < utcnow()))
+    inserted = await session.scalar(
+        insert(UsedRefreshToken)
+        .values(jti=claims.jti, account_id=claims.account_id, expires_at=datetime.fromtimestamp(claims.expires_at, UTC))
+        .on_conflict_do_nothing(index_elements=[UsedRefreshToken.jti])
+        .returning(UsedRefreshToken.jti)
+    )
+    return inserted is not None
 
 
 def _tokens(context: Context, account: Account) -> TokenResponse:
@@ -166,7 +189,7 @@ async def me(caller: CurrentCaller, session: Session) -> dict:
 
 @router.post("/auth/logout-everywhere", status_code=204)
 async def logout_everywhere(caller: CurrentCaller, session: Session) -> None:
-    """Invalidate every refresh token of the account; access tokens expire on their own."""
+    """End every access token, refresh token and console session of the account."""
     account = await current_account(session, caller)
     account.token_version += 1
     await session.commit()
@@ -180,7 +203,7 @@ async def change_password(
     current_password: Annotated[str, Form(max_length=256)],
     new_password: Annotated[str, Form(min_length=10, max_length=256)],
 ) -> None:
-    """Change the password and invalidate every refresh token issued before."""
+    """Change the password and end every token and console session issued before."""
     account = await current_account(session, caller)
     if not await context.passwords.verify(account.password_hash, current_password):
         raise InvalidInput("current password is wrong", field="current_password")

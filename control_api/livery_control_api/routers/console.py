@@ -21,14 +21,14 @@ from ..errors import ApiError, Forbidden, NotFound, validation_error_lines
 from ..permissions import PERMISSIONS, Permission, Role
 from ..tables import Account, Membership
 from ..tenant_access import issue_login_link, load_tenant, tenant_details, update_branding
-from .rendering import form_is_authentic, page_caller, redirect, render_page
+from .rendering import current_page_caller, form_is_authentic, page_caller, redirect, render_page
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/console", response_class=HTMLResponse)
 async def console_index(request: Request, context: Context, session: Session) -> Response:
-    caller = page_caller(request, context)
+    caller = await current_page_caller(request, context, session)
     if caller is None:
         return redirect("/signin")
     memberships = (await session.scalars(select(Membership).where(Membership.account_id == caller.account_id))).all()
@@ -39,7 +39,7 @@ async def console_index(request: Request, context: Context, session: Session) ->
 
 async def _console(request: Request, context: AppContext, session, name: str, notice: str | None = None,
                    errors: dict[str, str] | None = None, status_code: int = 200) -> Response:
-    caller = page_caller(request, context)
+    caller = await current_page_caller(request, context, session)
     if caller is None:
         return redirect(f"/signin?next=/console/{quote(name)}")
     try:
@@ -77,7 +77,7 @@ async def console(request: Request, name: str, context: Context, session: Sessio
 async def _console_action(request: Request, context: AppContext, session, name: str, permission: Permission):
     """Check the form's CSRF token and the caller's permission; return the form, or a response to send instead."""
     form = await request.form()
-    caller = page_caller(request, context)
+    caller = await current_page_caller(request, context, session)
     if caller is None:
         return None, redirect("/signin")
     if not form_is_authentic(request, context, form.get("csrf")):

@@ -14,9 +14,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..context import AppContext
-from ..dependencies import SESSION_COOKIE, Caller
+from ..dependencies import SESSION_COOKIE, Caller, token_is_current
 from ..security import constant_time_equal, csrf_token, issue_token, read_token
 from ..tables import Account
 
@@ -45,6 +46,15 @@ def page_caller(request: Request, context: AppContext) -> Caller | None:
     if claims is None:
         return None
     return Caller(kind="account", account_id=claims.account_id, email=claims.email)
+
+
+async def current_page_caller(request: Request, context: AppContext, session: AsyncSession) -> Caller | None:
+    """Return the console session's caller, or None when its token was ended by a password change or sign-out."""
+    caller = page_caller(request, context)
+    if caller is None:
+        return None
+    claims = read_token(_secret(context), request.cookies[SESSION_COOKIE], "access")
+    return caller if claims is not None and await token_is_current(session, claims) else None
 
 
 def _form_token(request: Request, context: AppContext) -> tuple[str, bool]:
