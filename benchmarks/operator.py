@@ -246,6 +246,9 @@ class InstantProvisioner:
     async def database_exists(self, tenant: str, isolation: str) -> bool:
         return False
 
+    async def provisioned(self, tenant: str, isolation: str) -> bool:
+        return True
+
 
 def run_kubernetes_only(work: Path) -> dict[str, Any]:
     """Reconcile many tenants with `InstantProvisioner`: operator CPU, memory and restart time."""

@@ -127,6 +127,25 @@ class DatabaseProvisioner:
         async with self._connect(naming.SCHEMA_DATABASE) as connection:
             return await statements.schema_exists(connection, identifier)
 
+    async def provisioned(self, tenant: str, isolation: str) -> bool:
+        """Return whether the tenant's login role, database and (in schema mode) schema all exist.
+
+        A cheaper check than `ensure_database`, for callers that cache its result:
+        it reads only catalogs and never checks grants or the migration revision.
+        """
+        check_request(tenant, isolation)
+        identifier = naming.postgres_identifier(tenant)
+        database = {"database": identifier, "schema": naming.SCHEMA_DATABASE}.get(isolation, naming.SHARED_DATABASE)
+        async with self._connect() as connection:
+            if not await statements.role_exists(connection, identifier):
+                return False
+            if not await statements.database_exists(connection, database):
+                return False
+        if isolation != "schema":
+            return True
+        async with self._connect(database) as connection:
+            return await statements.schema_exists(connection, identifier)
+
     async def snapshot(self, tenant: str, isolation: str, destination: Path) -> Path:
         """Write a pg_dump custom-format archive of the tenant's data and return its path.
 

@@ -3,9 +3,14 @@
 `ensure_database` is idempotent but costs several round trips and an Alembic
 version check. The operator re-checks every tenant every `resync_seconds`, so
 this cache returns the stored result of a call with the same tenant, isolation
-and password for `ttl_seconds`. A restart starts with an empty cache, so every
-tenant is fully checked once after it. It also bounds how many provisioning
-calls run at once.
+and password for `ttl_seconds`, after a cheap check that the tenant's role,
+database and schema still exist (`provisioned`). When one is missing, for
+example a database dropped by hand, the full `ensure_database` runs at once.
+A restart starts with an empty cache, so every tenant is fully checked once
+after it. It also bounds how many provisioning calls run at once.
+
+NOTE: within `ttl_seconds`, changes the existence check cannot see (a revoked
+grant, a dropped table) are repaired only when the cached entry expires.
 """
 
 from __future__ import annotations
@@ -13,18 +18,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import pathlib
+import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from livery.reconcile.context import Provisioner
+
+logger = logging.getLogger("livery.operator")
 
 DEFAULT_TTL_SECONDS = 600.0
 DEFAULT_CONCURRENCY = 4
 
 
+class CheckedProvisioner(Provisioner, Protocol):
+    """A provisioner that also checks cheaply whether a tenant's database objects exist."""
+
+    async def provisioned(self, tenant: str, isolation: str) -> bool: ...
+
+
 class CachedProvisioner:
     def __init__(
-        self, provisioner: Provisioner, ttl_seconds: float = DEFAULT_TTL_SECONDS, concurrency: int = DEFAULT_CONCURRENCY
+        self, provisioner: CheckedProvisioner, ttl_seconds: float = DEFAULT_TTL_SECONDS, concurrency: int = DEFAULT_CONCURRENCY
     ) -> None:
         self.provisioner = provisioner
         self.ttl_seconds = ttl_seconds
@@ -41,9 +55,11 @@ class CachedProvisioner:
     async def ensure_database(self, tenant: str, isolation: str, password: str) -> Any:
         key = self._key(tenant, isolation, password)
         cached = self._ensured.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self.ttl_seconds:
-            return cached[1]
         async with self._slots:
+            if cached is not None and time.monotonic() - cached[0] < self.ttl_seconds:
+                if await self.provisioner.provisioned(tenant, isolation):
+                    return cached[1]
+                logger.warning("tenant %s: database objects are missing, so they are provisioned again", tenant)
             info = await self.provisioner.ensure_database(tenant, isolation, password)
         self._ensured[key] = (time.monotonic(), info)
         return info
@@ -62,3 +78,6 @@ class CachedProvisioner:
 
     async def database_exists(self, tenant: str, isolation: str) -> bool:
         return await self.provisioner.database_exists(tenant, isolation)
+
+    async def provisioned(self, tenant: str, isolation: str) -> bool:
+        return await self.provisioner.provisioned(tenant, isolation)

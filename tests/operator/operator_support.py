@@ -141,6 +141,11 @@ class FlakyProvisioner:
         self._count("snapshot", tenant)
         return await self.real.snapshot(tenant, isolation, destination)
 
+    async def provisioned(self, tenant: str, isolation: str) -> bool:
+        self._count("provisioned", tenant)
+        await self._maybe_fail(tenant)
+        return await self.real.provisioned(tenant, isolation)
+
     async def database_exists(self, tenant: str, isolation: str) -> bool:
         return await self.real.database_exists(tenant, isolation)
 
