@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
+import uuid
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from livery.store.base import ResourceStore
 
@@ -50,11 +57,39 @@ class LogMailer:
     """Log that an email would go out, naming recipient and subject only; bodies carry tokens.
 
     NOTE: no SMTP delivery is built in yet, so verification and invitation
-    links reach people only through a Mailer passed to `create_app`.
+    links reach people only through a Mailer passed to `create_app`
+    (`livery up` passes an `OutboxMailer`).
     """
 
     async def send(self, to: str, subject: str, body: str) -> None:
         logger.info("email to %s: %s (not delivered: no mailer configured)", to, subject)
+
+
+class OutboxMailer:
+    """Development mailer: write each message, link included, to a file in `folder` instead of sending it.
+
+    `livery up` uses it, so verification and invitation links reach the
+    person running the embedded runtime. Each file is readable by its owner
+    only (mode 0600), because the links in it sign people in. It is never
+    used with `environment` set to `production`.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def send(self, to: str, subject: str, body: str) -> None:
+        message = EmailMessage()
+        message["To"], message["Subject"], message["Date"] = to, subject, formatdate(localtime=False)
+        message.set_content(body)
+        path = self.folder / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}.eml"
+        await run_in_threadpool(self._write, path, bytes(message))
+        logger.info("development mailer: email to %s (%s) written to %s, not sent", to, subject, path)
+
+    def _write(self, path: Path, content: bytes) -> None:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(content)
 
 
 @dataclass

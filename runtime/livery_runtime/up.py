@@ -9,6 +9,8 @@ The data folder contains everything a restart needs: the PostgreSQL data, the
 admin token and signing key (mode 0600), tenant config and log files, local
 file storage and `runtime.json`, where the `livery` command reads the control
 API's address. A lock file keeps a second `livery up` off the same folder.
+Emails (verification and invitation links) are not sent: the development
+mailer writes each one as an `.eml` file to `mail/` in the data folder.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ LOCK_FILE = "livery.lock"
 RUNTIME_FILE = "runtime.json"
 ADMIN_TOKEN_FILE = "admin-token"
 JWT_SECRET_FILE = "jwt-secret"
+MAIL_FOLDER = "mail"  # development mailer output: one .eml file per message
 POSTGRES_FOLDER = "postgres"
 RUNTIME_FIELD_MANAGER = "livery-runtime"
 PLANS_FOLDER = Path(__file__).resolve().parents[2] / "livery" / "plans"
@@ -337,7 +340,9 @@ def make_control_api(data_dir: Path, control_url: str, public_url: str, store: A
     """Build the control API app on the local store, with the admin token and signing key of the data folder."""
     from pydantic import SecretStr
 
+    from livery.drivers.local import files_folder
     from livery_control_api.app import create_app
+    from livery_control_api.context import OutboxMailer
     from livery_control_api.settings import ControlApiSettings
 
     settings = load_settings(ControlApiSettings).model_copy(
@@ -346,9 +351,12 @@ def make_control_api(data_dir: Path, control_url: str, public_url: str, store: A
             "admin_token": SecretStr(read_or_create_secret(data_dir / ADMIN_TOKEN_FILE)),
             "jwt_secret": SecretStr(read_or_create_secret(data_dir / JWT_SECRET_FILE)),
             "public_url": public_url,
+            "files_dir": str(files_folder(data_dir)),
         }
     )
-    return create_app(settings=settings, store=store)
+    # No SMTP is built in: verification and invitation emails land as files in <data-dir>/mail.
+    mailer = OutboxMailer(data_dir / MAIL_FOLDER) if settings.environment != "production" else None
+    return create_app(settings=settings, store=store, mailer=mailer)
 
 
 def write_runtime_file(data_dir: Path, api_url: str, gateway_url: str) -> None:
