@@ -3,8 +3,8 @@
 `create_app()` reads `TenantAppSettings` from the environment unless given
 settings; tests pass their own settings, storage and limiter store. The
 middleware stack is pure ASGI, from the outside in: security headers, host
-check (404 for hosts the tenant does not own), session cookie, metrics and
-the API rate limiter.
+check (404 for hosts the tenant does not own), session cookie and metrics.
+API rate limiting happens in `deps.api_identity`, after authentication.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .errors import install_error_handlers
 from .files import FileService
 from .hosts import TenantHostMiddleware
 from .metrics import AppMetrics, MetricsMiddleware
-from .ratelimit import LimiterStore, MemoryLimiterStore, RateLimitMiddleware, RedisLimiterStore
+from .ratelimit import LimiterStore, MemoryLimiterStore, RedisLimiterStore
 from .routes import api, downloads, operations, pages, signin
 from .security import SecurityHeadersMiddleware, SessionMiddleware, SessionSigner
 from .settings import TenantAppSettings, get_settings
@@ -111,7 +111,6 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # add_middleware wraps the app, so the last one added runs first.
-    app.add_middleware(RateLimitMiddleware, store=limiter_store, metrics=metrics, on_allowed=usage_reporter.count_api_call)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(
         SessionMiddleware,

@@ -15,6 +15,7 @@ from .auth import api_key_matches, has_permission, parse_api_key
 from .config import LoadedConfig
 from .db import ApiKey, TenantSession, User
 from .errors import AppError
+from .ratelimit import check_failed_authentications, count_failed_authentication, spend_api_budget
 from .rendering import loaded_config
 from .security import CSRF_FORM_FIELD, CSRF_HEADER, Session, csrf_matches
 
@@ -90,7 +91,24 @@ async def _user_from_api_key(db: AsyncSession, token: str) -> User:
 
 
 async def api_identity(request: Request, db: Db) -> Identity:
-    """Authenticate an API request by `Authorization: Bearer <API key>` or by session cookie plus CSRF header."""
+    """Authenticate an API request and count it toward the plan's API budget.
+
+    A request that fails authentication is counted against its client
+    address instead, never against the tenant's budget.
+    """
+    await check_failed_authentications(request)
+    try:
+        identity = await _authenticate_api_request(request, db)
+    except AppError as exc:
+        if exc.status_code == 401:
+            await count_failed_authentication(request)
+        raise
+    await spend_api_budget(request)
+    return identity
+
+
+async def _authenticate_api_request(request: Request, db: AsyncSession) -> Identity:
+    """Authenticate by `Authorization: Bearer <API key>` or by session cookie plus CSRF header."""
     authorization = request.headers.get("authorization")
     if authorization:
         scheme, _, token = authorization.partition(" ")

@@ -21,12 +21,16 @@ API_PREFIX = "/api/"
 class AppError(Exception):
     """An error with a status code, a machine-readable code and, for bad input, the field at fault."""
 
-    def __init__(self, status_code: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, status_code: int, code: str, message: str, field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers
 
 
 def not_found(resource: str) -> AppError:
@@ -60,7 +64,7 @@ def error_response(
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
-        return error_response(request, exc.status_code, exc.code, exc.message, exc.field)
+        return error_response(request, exc.status_code, exc.code, exc.message, exc.field, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

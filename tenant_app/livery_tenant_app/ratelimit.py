@@ -1,9 +1,14 @@
-"""Per-tenant API rate limiting at the plan's `apiRequestsPerMinute`.
+"""API rate limiting: the plan's `apiRequestsPerMinute` and a budget for failed authentication.
 
-The limiter counts requests to `/api/` in fixed one-minute windows. The
-counter lives in-process by default; with `LIVERY_REDIS_URL` set it lives in
-Redis, so every replica of the tenant's app shares one budget. A rejected
-request gets 429 with `Retry-After` set to the seconds until the window ends.
+Only authenticated API requests count toward the tenant's budget and its
+`api_calls` usage, so anonymous callers cannot use it up. API requests that
+fail authentication are counted per client address, which is the address
+behind trusted proxies (see `hosts.resolve_request`). An address past
+`FAILED_AUTHENTICATIONS_PER_MINUTE` gets 429 before its credentials are
+checked. Counters use fixed one-minute windows and live in-process by
+default; with `LIVERY_REDIS_URL` set they live in Redis, so every replica of
+the tenant's app shares them. A rejected request gets 429 with `Retry-After`
+set to the seconds until the window ends.
 """
 
 from __future__ import annotations
@@ -12,18 +17,17 @@ import abc
 import logging
 import math
 import time
-from collections.abc import Callable
 
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import Request
 
 from .config import LoadedConfig
-from .metrics import AppMetrics
+from .errors import AppError
 
 logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
-RATE_LIMITED_PREFIX = "/api/"
+# Failed API authentications a minute per client address; past it the address gets 429.
+FAILED_AUTHENTICATIONS_PER_MINUTE = 60
 
 
 class LimiterStore(abc.ABC):
@@ -32,6 +36,10 @@ class LimiterStore(abc.ABC):
     @abc.abstractmethod
     async def hit(self, key: str, window: int) -> int:
         """Count one hit on `key` in window number `window` and return the window's count so far."""
+
+    @abc.abstractmethod
+    async def count(self, key: str, window: int) -> int:
+        """Return the hits on `key` in window number `window` without counting one."""
 
     async def close(self) -> None:
         return None
@@ -51,6 +59,10 @@ class MemoryLimiterStore(LimiterStore):
         self._counts[key] = (window, count)
         return count
 
+    async def count(self, key: str, window: int) -> int:
+        current_window, count = self._counts.get(key, (window, 0))
+        return count if current_window == window else 0
+
 
 class RedisLimiterStore(LimiterStore):
     """Counters in Redis, shared by every replica; each window's key expires after two windows."""
@@ -69,6 +81,10 @@ class RedisLimiterStore(LimiterStore):
             count, _ = await pipeline.execute()
         return int(count)
 
+    async def count(self, key: str, window: int) -> int:
+        value = await self._redis.get(f"{self._prefix}{key}:{window}")
+        return int(value or 0)
+
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -82,44 +98,46 @@ async def check_budget(store: LimiterStore, key: str, limit: int, now: float | N
     return max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
 
 
-class RateLimitMiddleware:
-    """Reject API requests past the tenant's per-minute budget with 429 and Retry-After."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        store: LimiterStore,
-        metrics: AppMetrics,
-        on_allowed: Callable[[], None] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.app = app
-        self.store = store
-        self.metrics = metrics
-        self.on_allowed = on_allowed
-        self.clock = clock
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(RATE_LIMITED_PREFIX):
-            await self.app(scope, receive, send)
-            return
-        loaded: LoadedConfig = scope["state"]["loaded_config"]
-        limit = loaded.config.limits.api_requests_per_minute
-        if limit is not None:
-            retry_after = await check_budget(self.store, loaded.config.tenant, limit, self.clock())
-            if retry_after is not None:
-                self.metrics.rate_limited.inc()
-                await _too_many_requests(limit, retry_after)(scope, receive, send)
-                return
-        if self.on_allowed is not None:
-            self.on_allowed()
-        await self.app(scope, receive, send)
+def _seconds_to_next_window(now: float) -> int:
+    window = int(now // WINDOW_SECONDS)
+    return max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
 
 
-def _too_many_requests(limit: int, retry_after: int) -> JSONResponse:
-    message = f"API rate limit of {limit} requests a minute exceeded; retry in {retry_after} s"
-    return JSONResponse(
-        {"error": {"code": "rate_limited", "message": message, "field": None}},
-        status_code=429,
-        headers={"retry-after": str(retry_after)},
-    )
+def _too_many_requests(request: Request, message: str, retry_after: int) -> AppError:
+    request.app.state.metrics.rate_limited.inc()
+    headers = {"retry-after": str(retry_after)}
+    return AppError(429, "rate_limited", f"{message}; retry in {retry_after} s", headers=headers)
+
+
+def _failed_authentication_key(request: Request) -> str:
+    loaded: LoadedConfig = request.scope["state"]["loaded_config"]
+    client_ip = request.scope["state"].get("client_ip") or (request.client.host if request.client else "")
+    return f"api-auth-failed:{loaded.config.tenant}:{client_ip}"
+
+
+async def check_failed_authentications(request: Request) -> None:
+    """Raise 429 when the request's client address failed API authentication too often this minute."""
+    now = time.time()
+    store: LimiterStore = request.app.state.limiter_store
+    failures = await store.count(_failed_authentication_key(request), int(now // WINDOW_SECONDS))
+    if failures >= FAILED_AUTHENTICATIONS_PER_MINUTE:
+        message = (
+            f"more than {FAILED_AUTHENTICATIONS_PER_MINUTE} failed API authentications a minute from this address; "
+            "check the API key"
+        )
+        raise _too_many_requests(request, message, _seconds_to_next_window(now))
+
+
+async def count_failed_authentication(request: Request) -> None:
+    await check_budget(request.app.state.limiter_store, _failed_authentication_key(request), FAILED_AUTHENTICATIONS_PER_MINUTE)
+
+
+async def spend_api_budget(request: Request) -> None:
+    """Count one authenticated API request toward the plan's budget and usage, or raise 429 past it."""
+    loaded: LoadedConfig = request.scope["state"]["loaded_config"]
+    limit = loaded.config.limits.api_requests_per_minute
+    if limit is not None:
+        retry_after = await check_budget(request.app.state.limiter_store, f"api:{loaded.config.tenant}", limit)
+        if retry_after is not None:
+            raise _too_many_requests(request, f"API rate limit of {limit} requests a minute exceeded", retry_after)
+    request.app.state.usage.count_api_call()
