@@ -44,6 +44,19 @@ class CommonSettings(BaseSettings):
             return value
         return HOSTNAME.check(value)
 
+    @field_validator("database_url", "tenant_database_url")
+    @classmethod
+    def _no_secret_in_query(cls, value: SecretStr | None) -> SecretStr | None:
+        # Messages mask only the user info's password, so a password in the query string would leak.
+        from .database.urls import secret_parameters
+
+        if value is not None and (names := secret_parameters(value.get_secret_value())):
+            raise ValueError(
+                f"must not carry a secret in its query string (parameter {', '.join(names)}); "
+                "put the password in the user info: postgresql://user:password@host/database"
+            )
+        return value
+
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 

@@ -45,7 +45,7 @@ from livery.tenant_schema import HEAD_REVISION, SHARED_OWNER_ROLE, VERSION_TABLE
 from . import statements
 from .errors import DatabaseError
 from .snapshot import dump_database
-from .urls import describe, parse_admin_url, render
+from .urls import describe, parse_admin_url, render, tenant_url
 
 Isolation = Literal["database", "schema", "shared"]
 ISOLATIONS = ("database", "schema", "shared")
@@ -281,7 +281,7 @@ class DatabaseProvisioner:
 
     def _info(self, tenant: str, isolation: Isolation, database: str, schema: str | None, password: str) -> DatabaseInfo:
         role = naming.postgres_identifier(tenant)
-        app_url = render(self._url.set(username=role, password=password, database=database))
+        app_url = tenant_url(self._url, role, password, database)
         return DatabaseInfo(tenant, isolation, database, role, schema, app_url)
 
     @asynccontextmanager

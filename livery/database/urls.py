@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlsplit
+
 from sqlalchemy.engine import URL, make_url
 
 from .errors import DatabaseError
 
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+# libpq query parameters that carry a secret. An admin URL with one is rejected, because
+# query parameters are not masked like the user info's password.
+SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+# libpq query parameters that say where and how to reach the server, which tenant app URLs
+# and messages keep. Every other one (options, sslcert, sslkey, passfile, ...) is the admin's.
+SERVER_PARAMETERS = frozenset({"host", "hostaddr", "port", "sslmode", "connect_timeout", "target_session_attrs"})
+
+
+def secret_parameters(url: str) -> list[str]:
+    """Return the names of the query parameters of `url` that carry a secret, such as `password`."""
+    query = urlsplit(url).query
+    return sorted({key for key, _ in parse_qsl(query, keep_blank_values=True) if key.lower() in SECRET_PARAMETERS})
 
 
 def parse_admin_url(url: str) -> URL:
@@ -17,6 +31,14 @@ def parse_admin_url(url: str) -> URL:
         raise DatabaseError(
             "the tenant database admin URL is not a valid URL", temporary=False, reason="InvalidDatabaseURL"
         ) from None
+    secrets = sorted(key for key in parsed.query if key.lower() in SECRET_PARAMETERS)
+    if secrets:
+        raise DatabaseError(
+            f"the tenant database admin URL must not carry a secret in its query string (parameter "
+            f"{', '.join(secrets)}); put the password in the user info: postgresql://user:password@host/database",
+            temporary=False,
+            reason="InvalidDatabaseURL",
+        )
     if parsed.drivername not in POSTGRES_SCHEMES:
         raise DatabaseError(
             f"the tenant database admin URL must start with postgresql://, got {parsed.drivername}://",
@@ -32,8 +54,18 @@ def render(url: URL) -> str:
 
 
 def describe(url: URL) -> str:
-    """Return `url` with its password masked, for messages."""
-    return url.render_as_string(hide_password=True)
+    """Return `url` with its password masked and only the server parameters of its query, for messages."""
+    return server_only(url).render_as_string(hide_password=True)
+
+
+def server_only(url: URL) -> URL:
+    """Return `url` without the query parameters that are not in `SERVER_PARAMETERS`."""
+    return url.set(query={key: value for key, value in url.query.items() if key in SERVER_PARAMETERS})
+
+
+def tenant_url(admin: URL, role: str, password: str, database: str) -> str:
+    """Return the URL a tenant app connects with: the admin URL's server, the tenant's role and password."""
+    return render(server_only(admin).set(username=role, password=password, database=database))
 
 
 def libpq_parameters(url: URL) -> tuple[str, dict[str, str]]:
