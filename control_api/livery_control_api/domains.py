@@ -1,16 +1,25 @@
-"""Custom domains: claimed with a DNS TXT challenge, unique across tenants, never under the base domain."""
+"""Custom domains: claimed with a DNS TXT challenge, unique across tenants, never under the base domain.
+
+A claim stays pending until its TXT record verifies, for at most
+`PENDING_DAYS`. Several tenants may claim one domain: the first that proves
+it with DNS (or an admin's write) gets it, so a claim that never verifies
+cannot keep a domain from its owner. Pending and verified domains together
+count against `MAX_DOMAINS` per tenant.
+"""
 
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livery.models.tenant import MAX_DOMAINS, Tenant
 
 from .context import AppContext
+from .dependencies import utcnow
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
 from .schemas import DomainView
 from .tables import PendingDomain
@@ -18,6 +27,12 @@ from .tenant_access import apply_spec, load_plan, load_tenant
 
 CHALLENGE_LABEL = "_livery-challenge"
 CHALLENGE_PREFIX = "livery-verification="
+PENDING_DAYS = 7
+
+
+def _live(statement):
+    """Restrict a PendingDomain query to claims that have not expired."""
+    return statement.where(PendingDomain.created_at >= utcnow() - timedelta(days=PENDING_DAYS))
 
 
 def challenge_name(domain: str) -> str:
@@ -32,7 +47,7 @@ def pending_view(row: PendingDomain) -> DomainView:
 
 async def list_domains(session: AsyncSession, tenant: Tenant) -> list[DomainView]:
     verified = [DomainView(domain=domain, verified=True) for domain in tenant.spec.domains or []]
-    pending = (await session.scalars(select(PendingDomain).where(PendingDomain.tenant == tenant.name))).all()
+    pending = (await session.scalars(_live(select(PendingDomain).where(PendingDomain.tenant == tenant.name)))).all()
     return verified + [pending_view(row) for row in pending if row.domain not in (tenant.spec.domains or [])]
 
 
@@ -72,10 +87,8 @@ async def check_domains_available(context: AppContext, session: AsyncSession, na
             raise Conflict(
                 f"domain {sorted(clash)[0]!r} is already used by another tenant", field="spec.domains", code="domain_taken"
             )
-    pending = (await session.scalars(select(PendingDomain).where(PendingDomain.domain.in_(wanted)))).all()
-    for row in pending:
-        if row.tenant != name:
-            raise Conflict(f"domain {row.domain!r} is already claimed by another tenant", field="spec.domains", code="domain_taken")
+    # Other tenants' pending claims lose to this verified write.
+    await session.execute(delete(PendingDomain).where(PendingDomain.domain.in_(wanted), PendingDomain.tenant != name))
 
 
 async def request_domain(context: AppContext, session: AsyncSession, name: str, domain: str) -> DomainView:
@@ -90,17 +103,26 @@ async def request_domain(context: AppContext, session: AsyncSession, name: str, 
     _check_not_platform_host(context, domain)
     if domain in (tenant.spec.domains or []):
         raise Conflict(f"domain {domain!r} is already verified for this tenant", field="domain")
-    if len(tenant.spec.domains or []) >= MAX_DOMAINS:
-        raise InvalidInput(f"a tenant may have at most {MAX_DOMAINS} custom domains", field="domain")
     owner = await _claimed_by(context, domain)
     if owner is not None:
         raise Conflict(f"domain {domain!r} is already used by another tenant", field="domain", code="domain_taken")
 
-    existing = await session.get(PendingDomain, domain)
+    await session.execute(
+        delete(PendingDomain).where(PendingDomain.created_at < utcnow() - timedelta(days=PENDING_DAYS))
+    )
+    existing = await session.get(PendingDomain, (domain, name))
     if existing is not None:
-        if existing.tenant != name:
-            raise Conflict(f"domain {domain!r} is already used by another tenant", field="domain", code="domain_taken")
+        await session.commit()
         return pending_view(existing)
+    pending = await session.scalar(
+        _live(select(func.count()).select_from(PendingDomain).where(PendingDomain.tenant == name))
+    )
+    if len(tenant.spec.domains or []) + pending >= MAX_DOMAINS:
+        raise InvalidInput(
+            f"a tenant may have at most {MAX_DOMAINS} custom domains, pending ones included; it has "
+            f"{len(tenant.spec.domains or [])} verified and {pending} pending; remove one first",
+            field="domain",
+        )
     row = PendingDomain(domain=domain, tenant=name, token=secrets.token_hex(16))
     session.add(row)
     try:
@@ -113,9 +135,12 @@ async def request_domain(context: AppContext, session: AsyncSession, name: str, 
 
 async def verify_domain(context: AppContext, session: AsyncSession, name: str, domain: str) -> DomainView:
     """Add `domain` to spec.domains once its TXT record carries the tenant's token."""
-    row = await session.get(PendingDomain, domain, with_for_update=True)
-    if row is None or row.tenant != name:
-        raise NotFound(f"no pending domain {domain!r} for tenant {name!r}; add it first", field="domain")
+    row = await session.get(PendingDomain, (domain, name), with_for_update=True)
+    if row is None or row.created_at < utcnow() - timedelta(days=PENDING_DAYS):
+        raise NotFound(
+            f"no pending domain {domain!r} for tenant {name!r} (claims expire after {PENDING_DAYS} days); add it first",
+            field="domain",
+        )
     expected = CHALLENGE_PREFIX + row.token
     records = await context.dns.txt_records(challenge_name(domain))
     if expected not in records:
@@ -133,20 +158,21 @@ async def verify_domain(context: AppContext, session: AsyncSession, name: str, d
     if domain not in domains:
         domains.append(domain)
         await apply_spec(context, name, {"domains": domains})
-    await session.delete(row)
+    # The other tenants' claims on this domain lost.
+    await session.execute(delete(PendingDomain).where(PendingDomain.domain == domain))
     await session.commit()
     return DomainView(domain=domain, verified=True)
 
 
 async def remove_domain(context: AppContext, session: AsyncSession, name: str, domain: str) -> None:
     tenant = await load_tenant(context, name)
-    row = await session.get(PendingDomain, domain)
+    row = await session.get(PendingDomain, (domain, name))
     domains = list(tenant.spec.domains or [])
-    if domain not in domains and (row is None or row.tenant != name):
+    if domain not in domains and row is None:
         raise NotFound(f"tenant {name!r} has no domain {domain!r}", field="domain")
     if domain in domains:
         domains.remove(domain)
         await apply_spec(context, name, {"domains": domains or None})
-    if row is not None and row.tenant == name:
+    if row is not None:
         await session.delete(row)
         await session.commit()

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -190,13 +190,15 @@ class AuditEntry(Base):
 
 
 class PendingDomain(Base):
-    """A custom domain waiting for its DNS TXT record; unique across tenants."""
+    """A tenant's claim on a custom domain, waiting for its DNS TXT record.
+
+    Several tenants may claim one domain, each with its own token: the first
+    to verify gets it, and claims expire unverified after `domains.PENDING_DAYS`.
+    """
 
     __tablename__ = "pending_domains"
 
     domain: Mapped[str] = mapped_column(String(253), primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(40), index=True)
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
     token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-    __table_args__ = (UniqueConstraint("tenant", "domain"),)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
+
+from livery.models.tenant import MAX_DOMAINS
+from livery_control_api.dependencies import utcnow
+from livery_control_api.tables import PendingDomain
 
 from livery_control_api.ratelimit import LoginLimiter, RedisLoginLimiter
 
@@ -304,9 +310,58 @@ async def test_domain_taken_by_other_tenant_conflicts(api):
     await api.http.post(f"/v1/tenants/{first}/domains/{domain}/verify", headers=first_owner)
     verified = await api.http.post(f"/v1/tenants/{second}/domains", json={"domain": domain}, headers=second_owner)
 
-    assert pending.status_code == 409
+    # A pending claim blocks no one: the first tenant to verify gets the domain.
+    assert pending.status_code == 202
+    assert pending.json()["txtValue"] != record["txtValue"]
     assert verified.status_code == 409
     assert verified.json()["error"]["code"] == "domain_taken"
+
+
+async def test_pending_domains_count_toward_limit(api):
+    tenant, owner = await pro_tenant(api)
+    for _ in range(MAX_DOMAINS):
+        requested = await api.http.post(
+            f"/v1/tenants/{tenant}/domains", json={"domain": f"{unique_name()}.example.com"}, headers=owner
+        )
+        assert requested.status_code == 202, requested.text
+
+    response = await api.http.post(
+        f"/v1/tenants/{tenant}/domains", json={"domain": f"{unique_name()}.example.com"}, headers=owner
+    )
+
+    assert response.status_code == 422
+    assert "pending" in response.json()["error"]["message"]
+
+
+async def test_expired_pending_domain_cannot_verify(api):
+    tenant, owner = await pro_tenant(api)
+    domain = f"{unique_name()}.example.com"
+    record = (await api.http.post(f"/v1/tenants/{tenant}/domains", json={"domain": domain}, headers=owner)).json()
+    async with api.context.sessions() as session, session.begin():
+        await session.execute(
+            update(PendingDomain).where(PendingDomain.domain == domain).values(created_at=utcnow() - timedelta(days=8))
+        )
+    api.dns.records[record["txtName"]] = [record["txtValue"]]
+
+    response = await api.http.post(f"/v1/tenants/{tenant}/domains/{domain}/verify", headers=owner)
+
+    assert response.status_code == 404
+    assert (await api.context.store.get_tenant(tenant)).spec.domains is None
+
+
+async def test_admin_domain_wins_over_pending_claim(api):
+    tenant, owner = await pro_tenant(api)
+    other, _ = await pro_tenant(api)
+    domain = f"{unique_name()}.example.com"
+    await api.http.post(f"/v1/tenants/{tenant}/domains", json={"domain": domain}, headers=owner)
+    manifest = {"apiVersion": "livery.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": other},
+                "spec": {"displayName": "Other", "plan": "pro", "domains": [domain]}}
+
+    response = await api.admin("POST", "/v1/admin/apply", json=manifest)
+
+    assert response.status_code == 200, response.text
+    listed = await api.http.get(f"/v1/tenants/{tenant}/domains", headers=owner)
+    assert domain not in [item["domain"] for item in listed.json()]
 
 
 async def test_domain_under_base_domain_is_invalid(api):
