@@ -20,6 +20,8 @@ from .settings import IpNetwork
 
 # Probes and scrapers reach the pod by IP, so these paths skip the host check.
 HOST_EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Headers that reverse proxies and ingress controllers commonly add to the requests they pass on.
+PROXY_HEADERS = frozenset({b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,24 @@ def normalise_host(value: str) -> str:
         return value[: end + 1] if end != -1 else value
     host = value.rsplit(":", 1)[0] if value.count(":") == 1 else value
     return host.rstrip(".")
+
+
+def is_direct_request(scope: Scope, tenant_hosts: Iterable[str]) -> bool:
+    """Return whether a request reached the app directly, not through a proxy or a tenant host.
+
+    A direct request, such as Prometheus scraping the pod by its IP, has a
+    Host that is not one of the tenant's hosts and carries no proxy header.
+    A request routed by the tenant's Ingress fails the first test, and
+    usually the second as well.
+    """
+    host = ""
+    for name, value in scope.get("headers", []):
+        name = name.lower()
+        if name in PROXY_HEADERS:
+            return False
+        if name == b"host":
+            host = value.decode("latin-1")
+    return normalise_host(host) not in set(tenant_hosts)
 
 
 def _last_value(header: str) -> str:

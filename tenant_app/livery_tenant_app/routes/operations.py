@@ -8,12 +8,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from livery.storage import InvalidKeyError, ObjectNotFoundError, check_key
 from livery.tenant_schema import HEAD_REVISION
 
 from ..errors import not_found
 from ..files import sniff_image_type
+from ..hosts import is_direct_request
 from ..rendering import loaded_config
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,13 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
+    """Serve Prometheus metrics to direct requests only, such as a scrape of the pod IP.
+
+    Through a tenant host the tenant's customers could read its traffic, so
+    such requests get the same 404 as any unknown path.
+    """
+    if not is_direct_request(request.scope, loaded_config(request).hosts):
+        raise StarletteHTTPException(404, "Not Found")
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
