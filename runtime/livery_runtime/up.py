@@ -237,7 +237,8 @@ class Runtime:
         self.driver.on_change = self.loop.enqueue
 
         await self._serve(make_control_api(self.data_dir, control_url, self.api_url, self.store), self.options.api_port)
-        await self._serve(Gateway(routes), self.options.gateway_port)
+        # The tenant apps set Date and Server themselves; the proxy must not add a second copy.
+        await self._serve(Gateway(routes), self.options.gateway_port, own_headers=False)
         await self.loop.start()
         write_runtime_file(self.data_dir, self.api_url, self.gateway_url)
 
@@ -256,7 +257,7 @@ class Runtime:
         self.postgres = await asyncio.to_thread(start_embedded_postgres, self.data_dir)
         return str(self.postgres.get_uri())
 
-    async def _serve(self, app: Any, port: int) -> None:
+    async def _serve(self, app: Any, port: int, *, own_headers: bool = True) -> None:
         config = uvicorn.Config(
             app,
             host=self.options.host,
@@ -266,6 +267,8 @@ class Runtime:
             lifespan="on",
             # Both servers face clients directly, so a client's X-Forwarded-For must not become its address.
             proxy_headers=False,
+            server_header=own_headers,
+            date_header=own_headers,
             ws_max_size=16 * 1024 * 1024,
         )
         server = EmbeddedServer(config)
@@ -374,6 +377,8 @@ def command_name() -> str:
 
 def banner(runtime: Runtime) -> str:
     livery = command_name()
+    # The commands find the runtime through its data folder, so a non-default one must be named.
+    folder = "" if runtime.data_dir == DEFAULT_DATA_DIR.resolve() else f" --data-dir {runtime.data_dir}"
     gateway = runtime.gateway_url
     port = runtime.options.gateway_port
     domain = runtime.settings.base_domain
@@ -384,8 +389,8 @@ def banner(runtime: Runtime) -> str:
             f"  gateway      {gateway}  (tenant <name> is served at http://<name>.{domain}:{port}/)",
             f"  data folder  {runtime.data_dir}",
             "Try, in another terminal:",
-            f"  {livery} apply -f examples/tenants/",
-            f"  {livery} get tenants",
+            f"  {livery} apply -f examples/tenants/{folder}",
+            f"  {livery} get tenants{folder}",
             f"  open http://acme.{domain}:{port}/",
             "Press Ctrl-C to stop.",
         ]
