@@ -491,6 +491,38 @@ async def test_logo_with_wrong_content_is_rejected(api):
     assert response.json()["error"]["field"] == "file"
 
 
+async def test_svg_logo_is_rejected(api):
+    tenant, owner = await api.owner()
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><image href="x" onerror="alert(1)"/></svg>'
+
+    response = await api.http.post(
+        f"/v1/tenants/{tenant}/branding/logo", files={"file": ("logo.svg", svg, "image/svg+xml")}, headers=owner
+    )
+
+    assert response.status_code == 422
+    assert "SVG is not accepted" in response.json()["error"]["message"]
+
+
+async def test_anonymous_logo_upload_is_rejected_before_parsing(api):
+    tenant, _ = await api.owner()
+
+    response = await api.http.post(
+        f"/v1/tenants/{tenant}/branding/logo", content=b"not a multipart body",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+
+    assert response.status_code == 401
+
+
+async def test_logo_upload_without_file_field_is_invalid(api):
+    tenant, owner = await api.owner()
+
+    response = await api.http.post(f"/v1/tenants/{tenant}/branding/logo", data={"other": "x"}, headers=owner)
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "file"
+
+
 class FakeRequest:
     def __init__(self, peer: str, forwarded: str, trusted: str) -> None:
         from types import SimpleNamespace

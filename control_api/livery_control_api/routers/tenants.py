@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, UploadFile
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
+from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from livery.models.tenant import Branding
 
@@ -14,7 +16,7 @@ from ..billing.provider import BillingError, BillingNotConfigured
 from ..dependencies import Context, CurrentCaller, DomainName, Session, TenantName, authorize
 from ..domains import list_domains, remove_domain, request_domain, verify_domain
 from ..errors import Conflict, InvalidInput, PaymentRequired, Unavailable
-from ..logos import store_logo
+from ..logos import MAX_LOGO_BYTES, store_logo
 from ..permissions import Permission
 from ..quota import latest_usage, limits_for, usage_excess
 from ..schemas import DomainRequest, DomainView, LoginLinkResponse, PlanChangeRequest, TenantView, UrlResponse
@@ -57,17 +59,33 @@ async def patch_branding(
     return await tenant_details(context, session, tenant, role)
 
 
-@router.post("/tenants/{name}/branding/logo", response_model=TenantView)
-async def upload_logo(
-    name: TenantName,
-    caller: CurrentCaller,
-    context: Context,
-    session: Session,
-    file: Annotated[UploadFile, File(description="PNG, JPEG, WebP or SVG, at most 512 KiB.")],
-) -> TenantView:
-    """Store a logo in the tenant's file storage and point `spec.branding.logoUrl` at it."""
+_LOGO_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP, at most 512 KiB."}},
+        }}},
+    }
+}
+
+
+@router.post("/tenants/{name}/branding/logo", response_model=TenantView, openapi_extra=_LOGO_FORM)
+async def upload_logo(name: TenantName, request: Request, caller: CurrentCaller, context: Context, session: Session) -> TenantView:
+    """Store a logo in the tenant's file storage and point `spec.branding.logoUrl` at it.
+
+    The form is parsed only after the caller is authorised, so an anonymous
+    upload is rejected before its body is read.
+    """
     role = await authorize(session, caller, name, Permission.EDIT_BRANDING)
     await load_tenant(context, name)
+    try:
+        form = await request.form(max_files=1, max_fields=1, max_part_size=MAX_LOGO_BYTES + 1024)
+    except StarletteHTTPException as exc:
+        raise InvalidInput(f"invalid logo upload: {exc.detail}", field="file") from None
+    file = form.get("file")
+    if not isinstance(file, StarletteUploadFile):
+        raise InvalidInput("logo upload needs a multipart form with a file field named 'file'", field="file")
     logo_url = await store_logo(context, name, file)
     tenant = await update_branding(context, name, {"logoUrl": logo_url})
     return await tenant_details(context, session, tenant, role)
