@@ -25,6 +25,7 @@ from .metrics import Metrics, RequestMetricsMiddleware
 from .routers import accounts, admin, console, health, pages, team, tenants
 from .routers import billing as billing_routes
 from .settings import ControlApiSettings
+from .suspension import SuspensionPageMiddleware
 
 logger = logging.getLogger("livery.control_api")
 
@@ -117,6 +118,9 @@ def create_app(
     for module in (health, accounts, tenants, team, billing_routes, admin, pages, console):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(
+        SuspensionPageMiddleware, public_url=settings.public_url, cache_seconds=settings.suspension_cache_seconds
+    )
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     install_error_schema(app)
     return app

@@ -71,6 +71,10 @@ class ControlApiSettings(CommonSettings):
         default="development", description="production rejects placeholder secrets at start-up."
     )
     secure_cookies: bool = Field(default=False, description="Mark session cookies Secure (HTTPS only).")
+    suspension_cache_seconds: float = Field(
+        default=5, ge=0, le=300,
+        description="Seconds the hosts of suspended tenants are cached for the suspension page; 0 reads them on every request.",
+    )
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> "ControlApiSettings":
