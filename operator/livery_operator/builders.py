@@ -23,6 +23,8 @@ CHECKSUM_ANNOTATION = "livery.dev/config-checksum"
 SUSPENDED_ANNOTATION = "livery.dev/suspended"
 CERT_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
 SERVICE_PORT = 80
+# ExternalName Service that a suspended tenant's Ingress routes to, an alias of the control API's Service.
+SUSPENSION_SERVICE_NAME = "tenant-suspended"
 TLS_SECRET_NAME = "tenant-app-tls"
 NETWORK_POLICY_NAME = "tenant-isolation"
 QUOTA_NAME = "tenant-quota"
@@ -156,10 +158,14 @@ def service(tenant: str, settings: OperatorSettings) -> dict[str, Any]:
 
 
 def ingress(route: RouteSpec, settings: OperatorSettings) -> dict[str, Any]:
-    """Build one Ingress for every host, with TLS through cert-manager when an issuer is set."""
+    """Build one Ingress for every host, with TLS through cert-manager when an issuer is set.
+
+    The backend is the app Service, or the suspension Service while the tenant is suspended.
+    """
     tenant = route.tenant
     annotations = {SUSPENDED_ANNOTATION: "true" if route.suspended else "false"}
-    backend = {"service": {"name": naming.APP_NAME, "port": {"number": SERVICE_PORT}}}
+    backend_name = SUSPENSION_SERVICE_NAME if route.suspended else naming.APP_NAME
+    backend = {"service": {"name": backend_name, "port": {"number": SERVICE_PORT}}}
     rules = [
         {"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
         for host in route.hosts
@@ -170,9 +176,34 @@ def ingress(route: RouteSpec, settings: OperatorSettings) -> dict[str, Any]:
         spec["tls"] = [{"hosts": list(route.hosts), "secretName": TLS_SECRET_NAME}]
     metadata = _metadata(tenant, naming.APP_NAME, "routing")
     metadata["annotations"] = annotations
-    # NOTE: a suspended tenant keeps its Ingress while the app runs zero replicas, so the
-    # ingress controller returns 503. A suspension page backend is not built yet.
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": spec}
+
+
+def suspension_service(tenant: str, settings: OperatorSettings) -> dict[str, Any]:
+    """Build the ExternalName Service that sends a suspended tenant's requests to the control API.
+
+    An Ingress can name Services of its own namespace only, so this Service is a DNS alias of
+    the control API's Service. The control API serves the branded suspension page for the
+    Host header of each request. Ingress controllers connect to the `targetPort` of an
+    ExternalName Service, and ingress-nginx requires it to be a number.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(tenant, SUSPENSION_SERVICE_NAME, "routing"),
+        "spec": {
+            "type": "ExternalName",
+            "externalName": settings.suspension_service_host,
+            "ports": [
+                {
+                    "name": "http",
+                    "port": SERVICE_PORT,
+                    "targetPort": settings.suspension_service_port,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
 
 
 def network_policy(tenant: str, settings: OperatorSettings) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 from livery import naming
 from livery.drivers.base import AppSpec, AppState, Driver, DriverError, EventType, RouteSpec
 
-from . import builders
+from . import builders, drift
 from .kube import KubeClient, KubeError
 from .settings import OperatorSettings
 
@@ -61,7 +61,11 @@ class KubernetesDriver(Driver):
         self.writes: dict[tuple[str, str], int] = {}
 
     async def ensure_object(self, desired: dict[str, Any]) -> dict[str, Any]:
-        """Create `desired` or apply it when a field differs; return the live object."""
+        """Create `desired` or apply it when a field differs; return the live object.
+
+        Fields that `drift` compares exactly are first put back with a JSON patch, which
+        also removes what another field manager added there.
+        """
         kind = desired["kind"]
         metadata = desired["metadata"]
         try:
@@ -75,8 +79,13 @@ class KubernetesDriver(Driver):
                     if exc.status != 409:
                         raise
                     live = await self.client.get(kind, metadata["name"], metadata.get("namespace")) or {}
+            restore = drift.restore_operations(live, desired)
+            if restore:
+                live = await self.client.json_patch(kind, metadata["name"], restore, metadata.get("namespace"))
+                self._count(kind, "restored")
             if contains(live, desired):
-                self._count(kind, "unchanged")
+                if not restore:
+                    self._count(kind, "unchanged")
                 return live
             live = await self.client.apply(desired)
             self._count(kind, "applied")
@@ -134,15 +143,30 @@ class KubernetesDriver(Driver):
         return self.observed_apps.get(tenant) != app_fingerprint(deployment)
 
     async def ensure_routing(self, route: RouteSpec) -> None:
+        """Point the Ingress at the app, or at the suspension Service while the tenant is suspended.
+
+        The suspension Service is made before the Ingress names it and removed only after
+        the Ingress no longer does, so no request meets a missing backend.
+        """
         await self.ensure_namespace(route.tenant)
         namespace = naming.namespace_name(route.tenant)
-        if not route.hosts:
-            try:
+        try:
+            if not route.hosts:
                 await self.client.delete("Ingress", naming.APP_NAME, namespace)
-            except KubeError as exc:
-                raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
-            return
-        await self.ensure_object(builders.ingress(route, self.settings))
+                await self._remove_suspension_service(namespace)
+                return
+            if route.suspended:
+                await self.ensure_object(builders.suspension_service(route.tenant, self.settings))
+            await self.ensure_object(builders.ingress(route, self.settings))
+            if not route.suspended:
+                await self._remove_suspension_service(namespace)
+        except KubeError as exc:
+            raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
+
+    async def _remove_suspension_service(self, namespace: str) -> None:
+        """Delete the suspension Service if it exists; a read comes first so a routine check sends no write."""
+        if await self.client.get("Service", builders.SUSPENSION_SERVICE_NAME, namespace) is not None:
+            await self.client.delete("Service", builders.SUSPENSION_SERVICE_NAME, namespace)
 
     async def remove_tenant(self, tenant: str) -> None:
         namespace = naming.namespace_name(tenant)
@@ -159,6 +183,7 @@ class KubernetesDriver(Driver):
         try:
             for kind in TENANT_KINDS:
                 await self.client.delete(kind, names[kind], namespace)
+            await self.client.delete("Service", builders.SUSPENSION_SERVICE_NAME, namespace)
             await self.client.delete("Namespace", namespace)
         except KubeError as exc:
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from livery.settings import CommonSettings
+
+# A DNS-1123 subdomain, as the API server requires of an ExternalName Service's externalName.
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS_SUBDOMAIN_MAX_LENGTH = 253
 
 
 class OperatorSettings(CommonSettings):
@@ -20,6 +25,16 @@ class OperatorSettings(CommonSettings):
     )
     control_api_url: str | None = Field(
         default=None, description="Base URL of the control API that tenant apps report usage to."
+    )
+    suspension_service_host: str = Field(
+        default="livery-control-api.livery.svc.cluster.local",
+        description=(
+            "Fully qualified DNS name of the control API Service, which serves the suspension page; "
+            "the externalName of each suspended tenant's `tenant-suspended` Service."
+        ),
+    )
+    suspension_service_port: int = Field(
+        default=8000, ge=1, le=65535, description="Port of the control API Service named by suspension_service_host."
     )
     ingress_namespace: str = Field(
         default="ingress-nginx", description="Namespace of the ingress controller, the only source of inbound traffic."
@@ -55,3 +70,12 @@ class OperatorSettings(CommonSettings):
         default=4, ge=1, le=100, description="Database provisioning calls run at once."
     )
     app_port: int = Field(default=8000, ge=1, le=65535, description="Port the tenant app listens on.")
+
+    @field_validator("suspension_service_host")
+    @classmethod
+    def _host_is_dns_name(cls, value: str) -> str:
+        if len(value) > DNS_SUBDOMAIN_MAX_LENGTH or not DNS_SUBDOMAIN.match(value):
+            raise ValueError(
+                f"{value!r} is not a lowercase DNS name such as livery-control-api.livery.svc.cluster.local"
+            )
+        return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import kubernetes_validate
 import pytest
 from pydantic import SecretStr
@@ -54,6 +56,8 @@ def all_objects(app: AppSpec, route: RouteSpec, settings: OperatorSettings) -> l
         builders.config_map("acme-corp", {"tenant": "acme-corp"}),
         *builders.app_objects(app, settings),
         builders.ingress(route, settings),
+        builders.ingress(dataclasses.replace(route, suspended=True), settings),
+        builders.suspension_service("acme-corp", settings),
     ]
 
 
@@ -143,6 +147,61 @@ def test_ingress_without_issuer_has_no_tls(route, settings):
 
     assert "tls" not in ingress["spec"]
     assert "cert-manager.io/cluster-issuer" not in ingress["metadata"]["annotations"]
+
+
+def backend_names(ingress: dict) -> set[str]:
+    return {
+        path["backend"]["service"]["name"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+
+
+def test_ingress_routes_to_app_service(route, settings):
+    ingress = builders.ingress(route, settings)
+
+    assert backend_names(ingress) == {naming.APP_NAME}
+    assert ingress["metadata"]["annotations"][builders.SUSPENDED_ANNOTATION] == "false"
+
+
+def test_suspended_ingress_routes_every_host_to_suspension_service(route, settings):
+    suspended = dataclasses.replace(route, suspended=True)
+
+    ingress = builders.ingress(suspended, settings)
+
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == route.hosts
+    assert backend_names(ingress) == {builders.SUSPENSION_SERVICE_NAME}
+    assert ingress["metadata"]["annotations"][builders.SUSPENDED_ANNOTATION] == "true"
+    assert ingress["spec"]["tls"] == [{"hosts": route.hosts, "secretName": builders.TLS_SECRET_NAME}]
+
+
+def test_suspension_service_aliases_control_api(settings):
+    configured = settings.model_copy(
+        update={"suspension_service_host": "console.platform.svc.example.internal", "suspension_service_port": 8100}
+    )
+
+    service = builders.suspension_service("acme-corp", configured)
+
+    assert service["metadata"]["name"] == builders.SUSPENSION_SERVICE_NAME
+    assert service["spec"]["type"] == "ExternalName"
+    assert service["spec"]["externalName"] == "console.platform.svc.example.internal"
+    assert "selector" not in service["spec"]
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == builders.SERVICE_PORT
+    assert port["targetPort"] == 8100
+
+
+def test_suspension_service_defaults_to_chart_control_api():
+    service = builders.suspension_service("acme-corp", OperatorSettings())
+
+    assert service["spec"]["externalName"] == "livery-control-api.livery.svc.cluster.local"
+    assert service["spec"]["ports"][0]["targetPort"] == 8000
+
+
+@pytest.mark.parametrize("host", ["Livery.Example", "http://livery-control-api", "livery_control_api.svc", "a..b", ""])
+def test_suspension_host_must_be_dns_name(host):
+    with pytest.raises(ValueError, match="suspension_service_host"):
+        OperatorSettings(suspension_service_host=host)
 
 
 def test_network_policy_denies_all_but_listed_peers(settings):

@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from livery import naming
 from livery.database import DatabaseProvisioner
 from livery.database.snapshot import choose_pg_dump
-from livery_operator.builders import decode_secret
+from livery_operator.builders import SUSPENSION_SERVICE_NAME, decode_secret
 from livery_operator.main import build_operator, run_operator
 from livery_operator.settings import OperatorSettings
 
@@ -287,6 +287,33 @@ def test_suspend_then_resume(kube, operator):
     wait_for(lambda: kube.get("deployments", naming.APP_NAME, namespace)["spec"]["replicas"] == 2, message="2 replicas")
     make_available(kube, name)
     wait_for(lambda: status_of(kube, name).get("phase") == "Ready", message="Ready after resume")
+
+
+def ingress_backends(kube, name: str) -> set[str]:
+    ingress = kube.get("ingresses", naming.APP_NAME, naming.namespace_name(name)) or {"spec": {"rules": []}}
+    return {
+        path["backend"]["service"]["name"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+
+
+def test_suspension_switches_ingress_backend(kube, operator):
+    name = unique_name("page")
+    create_ready_tenant(kube, name, "pro")
+    namespace = naming.namespace_name(name)
+    assert ingress_backends(kube, name) == {naming.APP_NAME}
+
+    kube.patch("tenants", name, {"spec": {"suspended": True}})
+    wait_for(lambda: ingress_backends(kube, name) == {SUSPENSION_SERVICE_NAME}, message="suspension backend")
+    service = kube.get("services", SUSPENSION_SERVICE_NAME, namespace)
+    assert service["spec"]["type"] == "ExternalName"
+    assert service["spec"]["externalName"] == operator.settings.suspension_service_host
+    assert service["metadata"]["labels"][naming.TENANT_LABEL] == name
+
+    kube.patch("tenants", name, {"spec": {"suspended": False}})
+    wait_for(lambda: ingress_backends(kube, name) == {naming.APP_NAME}, message="app backend after resume")
+    wait_for(lambda: kube.get("services", SUSPENSION_SERVICE_NAME, namespace) is None, message="suspension Service removed")
 
 
 def test_deleted_objects_come_back(kube, operator):
