@@ -170,8 +170,11 @@ async def reset_password(db: AsyncSession, token: str, password: str) -> User | 
 async def sign_in_owner_with_link(db: AsyncSession, claims: LoginClaims, owner_email: str | None) -> User | None:
     """Spend the link's jti and return the owner, creating the account on first sign-in.
 
-    Returns None when the jti was used before or the link is not for the
-    tenant's owner. The jti row and the sign-in share the request's transaction.
+    An existing account that is not yet the owner is promoted: its password is
+    cleared, which ends its sessions, and its API keys are revoked. Any other
+    owner is demoted to admin. Returns None when the jti was used before or
+    the link is not for the tenant's owner. The jti row and the sign-in share
+    the request's transaction.
     """
     if owner_email is None or claims.email != owner_email.lower():
         return None
@@ -186,8 +189,15 @@ async def sign_in_owner_with_link(db: AsyncSession, claims: LoginClaims, owner_e
     if user is None:
         user = User(email=claims.email, name="", role="owner")
         db.add(user)
+    elif user.role != "owner":
+        # Whoever set up this account before it became the owner's, through an invitation for
+        # example, may still know its password or hold its keys, so none of them survive.
+        user.password_hash = None
+        await revoke_api_keys(db, user.id)
     user.role = "owner"
     user.is_active = True
     user.last_login_at = datetime.now(timezone.utc)
     await db.flush()
+    # The tenant config names one owner; an owner it no longer names becomes an admin.
+    await db.execute(update(User).where(User.role == "owner", User.id != user.id).values(role="admin"))
     return user

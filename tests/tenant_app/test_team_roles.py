@@ -110,3 +110,40 @@ async def test_password_reset_revokes_api_keys(team) -> None:
 
     assert reset.status_code == 303
     assert with_old_key.status_code == 401
+
+
+async def test_promoted_account_loses_password_and_keys(
+    provisioner: DatabaseProvisioner, tmp_path_factory: pytest.TempPathFactory, tenant_storage_dir: Path
+) -> None:
+    tenant = await start_tenant(
+        provisioner, tmp_path_factory.mktemp("handover"), tenant_storage_dir, "handover", "shared"
+    )
+    try:
+        previous_owner = tenant.owner_email
+        async with tenant.anonymous_client() as squatter:
+            new_owner = await join_as(tenant, "member", squatter)
+            csrf = await csrf_token_of(squatter, "/products")
+            created = await squatter.post("/api/v1/api-keys", json={"name": "kept"}, headers={"X-CSRF-Token": csrf})
+            assert created.status_code == 201, created.text
+            squatter_key = created.json()["key"]
+
+            tenant.write_config(owner={"email": new_owner})
+            tenant.app.state.config_watcher.expire()
+            async with tenant.anonymous_client() as browser:
+                link = await browser.get("/auth/link", params={"token": tenant.login_token(new_owner)})
+                roles = {user["email"]: user["role"] for user in (await browser.get("/api/v1/users")).json()["items"]}
+            old_session = await squatter.get("/api/v1/users")
+            csrf = await csrf_token_of(squatter)
+            password = await squatter.post(
+                "/login", data={"csrf_token": csrf, "email": new_owner, "password": "member password 1"}
+            )
+        old_key = await tenant.client.get("/api/v1/users", headers={"Authorization": f"Bearer {squatter_key}"})
+    finally:
+        await stop_tenant(provisioner, tenant)
+
+    assert link.status_code == 303
+    assert roles[new_owner] == "owner"
+    assert roles[previous_owner] == "admin"
+    assert old_session.status_code == 401
+    assert password.status_code == 401
+    assert old_key.status_code == 401
