@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,6 +15,7 @@ from livery.models.tenant import Branding, Tenant
 from livery.store.base import CONTROL_API_FIELD_MANAGER, Invalid, NotFound as StoreNotFound
 
 from .context import AppContext
+from .css_check import custom_css_problems
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
 from .security import LOGIN_LINK_SECONDS, issue_login_link_token
 from .tables import TenantBilling
@@ -82,23 +82,6 @@ async def update_branding(context: AppContext, name: str, changes: dict[str, Any
                 code="feature_unavailable",
             )
     return await apply_spec(context, name, {"branding": changes})
-
-
-# Constructs that never belong in tenant CSS, so a write with them gets a clear error at once.
-# NOTE: this is a first screen for a readable message, not the guard. The tenant app parses and
-# sanitises the CSS before serving it, and only that also catches escaped and split forms.
-_CSS_REJECTED = (
-    (re.compile(r"<"), "markup ('<', for example '</style>')"),
-    (re.compile(r"@import", re.IGNORECASE), "@import of another stylesheet"),
-    (re.compile(r"expression\s*\(", re.IGNORECASE), "expression(...)"),
-    (re.compile(r"javascript\s*:", re.IGNORECASE), "javascript: URLs"),
-    (re.compile(r"behavior\s*:|-moz-binding", re.IGNORECASE), "behavior and -moz-binding"),
-)
-
-
-def custom_css_problems(css: str) -> list[str]:
-    """Return the rejected constructs found in `css`, named for the error message."""
-    return [name for pattern, name in _CSS_REJECTED if pattern.search(css)]
 
 
 async def issue_login_link(context: AppContext, tenant: Tenant) -> tuple[str, int]:

@@ -582,6 +582,27 @@ async def test_dangerous_custom_css_is_rejected(api):
     assert (await api.context.store.get_tenant(tenant)).spec.branding is None
 
 
+@pytest.mark.parametrize(
+    ("css", "construct"),
+    [
+        ("@\\69mport url(https://evil.example/x.css);", "@import"),
+        ("@media screen { @\\69mport url(https://evil.example/x.css); }", "@import"),
+        ("a { background: u\\72l(javascript:alert(1)) }", "javascript: URLs"),
+        ("a { background: url('j\\61vascript:alert(1)') }", "javascript: URLs"),
+        ("a { background: j\\61vascript:x }", "javascript: URLs"),
+        ("p { width: expr\\65ssion(alert(1)) }", "expression(...)"),
+        ("a { beh\\61vior: url(/x.htc) }", "behavior and -moz-binding"),
+    ],
+)
+async def test_escaped_custom_css_is_rejected(api, css, construct):
+    tenant, owner = await pro_tenant(api)
+
+    response = await api.http.patch(f"/v1/tenants/{tenant}/branding", json={"customCss": css}, headers=owner)
+
+    assert response.status_code == 422
+    assert construct in response.json()["error"]["message"]
+
+
 async def test_plain_custom_css_is_saved(api):
     tenant, owner = await pro_tenant(api)
 

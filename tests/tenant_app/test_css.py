@@ -20,6 +20,11 @@ HOSTILE_CSS = [
     ("a{background:url(http://evil.example/a.png)}", "http://"),
     ("a{background-image:image-set('javascript:x' 1x)}", "javascript"),
     ("@media screen{a{background:url(data:text/html,<script>)}}", "data:"),
+    ("@\\69mport url(https://evil.example/x.css);", "evil.example"),
+    ("a{background:u\\72l(javascript:alert(1))}", "javascript"),
+    ("a{background:u\\72l(//evil.example/x.png)}", "evil.example"),
+    ("a{background:j\\61vascript:x}", "javascript"),
+    ("p{width:expr\\65ssion(alert(1))}", "alert"),
 ]
 
 
