@@ -125,6 +125,16 @@ class InvitationCreate(ApiModel):
     role: InvitableRole = "member"
 
 
+class InvitationPublic(ApiModel):
+    """A pending invitation: not accepted, revoked or expired. The accept link is never shown again."""
+
+    id: uuid.UUID
+    email: str
+    role: str
+    created_at: datetime
+    expires_at: datetime
+
+
 class InvitationCreated(ApiModel):
     id: uuid.UUID
     email: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,11 +67,32 @@ async def find_user_by_email(db: AsyncSession, email: str) -> User | None:
     return (await db.execute(select(User).where(User.email == email.lower()))).scalar_one_or_none()
 
 
+def _is_pending(now: datetime):
+    return Invitation.accepted_at.is_(None) & (Invitation.expires_at > now)
+
+
 async def _pending_invitations(db: AsyncSession, now: datetime) -> int:
-    statement = select(func.count()).select_from(Invitation).where(
-        Invitation.accepted_at.is_(None), Invitation.expires_at > now
-    )
+    statement = select(func.count()).select_from(Invitation).where(_is_pending(now))
     return int((await db.execute(statement)).scalar_one())
+
+
+async def list_pending_invitations(db: AsyncSession) -> list[Invitation]:
+    """Return the invitations that still hold a seat, newest first."""
+    statement = (
+        select(Invitation)
+        .where(_is_pending(datetime.now(timezone.utc)))
+        .order_by(Invitation.created_at.desc(), Invitation.id)
+    )
+    return list((await db.execute(statement)).scalars())
+
+
+async def revoke_invitation(db: AsyncSession, invitation_id: str) -> bool:
+    """Delete a pending invitation, so its link stops working and its seat is free; False if there is none."""
+    parsed = parse_id(invitation_id)
+    if parsed is None:
+        return False
+    statement = delete(Invitation).where(Invitation.id == parsed, _is_pending(datetime.now(timezone.utc)))
+    return (await db.execute(statement)).rowcount > 0
 
 
 async def lock_user_count(db: AsyncSession) -> None:
@@ -82,11 +103,16 @@ async def lock_user_count(db: AsyncSession) -> None:
 async def create_invitation(
     db: AsyncSession, email: str, role: str, invited_by: uuid.UUID | None, user_limit: int | None
 ) -> tuple[Invitation, str]:
-    """Create an invitation and return it with its one-time token; reject it past the plan's user limit."""
+    """Create an invitation and return it with its one-time token; reject it past the plan's user limit.
+
+    A pending invitation for the same address is replaced, so its link stops
+    working and it no longer takes a seat.
+    """
     await lock_user_count(db)
     if await find_user_by_email(db, email) is not None:
         raise AppError(409, "conflict", f"email: {email} already has an account", "email")
     now = datetime.now(timezone.utc)
+    await db.execute(delete(Invitation).where(Invitation.email == email, _is_pending(now)))
     if user_limit is not None:
         seats = await count_users(db) + await _pending_invitations(db, now)
         if seats >= user_limit:

@@ -147,3 +147,71 @@ async def test_promoted_account_loses_password_and_keys(
     assert old_session.status_code == 401
     assert password.status_code == 401
     assert old_key.status_code == 401
+
+
+async def invite(tenant, email: str):
+    return await tenant.client.post("/api/v1/users/invitations", json={"email": email}, headers=tenant.api_headers())
+
+
+async def test_reinvitation_replaces_pending_invitation(team) -> None:
+    email = f"twice-{uuid.uuid4().hex[:8]}@example.com"
+    first = await invite(team, email)
+    second = await invite(team, email)
+    listed = await team.client.get("/api/v1/users/invitations", headers=team.api_headers())
+    first_link = re.sub(r"^https?://[^/]+", "", first.json()["acceptUrl"])
+    async with team.anonymous_client() as browser:
+        stale = await browser.get(first_link)
+
+    assert first.status_code == 201
+    assert second.status_code == 201
+    assert listed.status_code == 200
+    assert [item["id"] for item in listed.json() if item["email"] == email] == [second.json()["id"]]
+    assert stale.status_code == 404
+
+
+async def test_revoked_invitation_frees_its_seat(team) -> None:
+    users = await team.client.get("/api/v1/users", headers=team.api_headers())
+    pending = await team.client.get("/api/v1/users/invitations", headers=team.api_headers())
+    seats = users.json()["total"] + len(pending.json())
+    team.write_config(limits={**team.document["limits"], "users": seats + 1})
+    team.app.state.config_watcher.expire()
+    try:
+        kept = await invite(team, f"kept-{uuid.uuid4().hex[:8]}@example.com")
+        refused = await invite(team, f"refused-{uuid.uuid4().hex[:8]}@example.com")
+        revoked = await team.client.delete(f"/api/v1/users/invitations/{kept.json()['id']}", headers=team.api_headers())
+        again = await team.client.delete(f"/api/v1/users/invitations/{kept.json()['id']}", headers=team.api_headers())
+        admitted = await invite(team, f"admitted-{uuid.uuid4().hex[:8]}@example.com")
+    finally:
+        team.write_config(limits={**team.document["limits"], "users": 200})
+        team.app.state.config_watcher.expire()
+
+    assert kept.status_code == 201
+    assert refused.status_code == 403
+    assert revoked.status_code == 204
+    assert again.status_code == 404
+    assert admitted.status_code == 201
+
+
+async def test_team_page_revokes_invitation(team) -> None:
+    email = f"page-{uuid.uuid4().hex[:8]}@example.com"
+    created = await invite(team, email)
+    assert created.status_code == 201, created.text
+
+    page = await team.client.get("/team")
+    revoked = await team.client.post(f"/team/invitations/{created.json()['id']}/revoke",
+                                     data={"csrf_token": team.csrf_token})
+    listed = await team.client.get("/api/v1/users/invitations", headers=team.api_headers())
+
+    assert page.status_code == 200
+    assert email in page.text
+    assert revoked.status_code == 303
+    assert email not in [item["email"] for item in listed.json()]
+
+
+async def test_member_cannot_list_invitations(team) -> None:
+    async with team.anonymous_client() as member:
+        await join_as(team, "member", member)
+        response = await member.get("/api/v1/users/invitations")
+
+    assert response.status_code == 403
+    assert "users:write" in response.json()["error"]["message"]

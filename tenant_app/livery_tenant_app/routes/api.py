@@ -34,6 +34,7 @@ from ..schemas import (
     FilePublic,
     InvitationCreate,
     InvitationCreated,
+    InvitationPublic,
     ProductCreate,
     ProductList,
     ProductPublic,
@@ -42,7 +43,15 @@ from ..schemas import (
     UserPublic,
     UserUpdate,
 )
-from ..team import check_may_manage, count_users, create_invitation, get_user, list_users
+from ..team import (
+    check_may_manage,
+    count_users,
+    create_invitation,
+    get_user,
+    list_pending_invitations,
+    list_users,
+    revoke_invitation,
+)
 from .uploads import MAX_UPLOAD_BYTES, read_upload
 
 router = APIRouter(prefix="/api/v1")
@@ -152,6 +161,23 @@ async def list_users_route(db: Db, identity: ApiUser, config: Config) -> UserLis
     return UserList(
         items=[UserPublic.model_validate(user) for user in users], total=len(users), limit=config.config.limits.users
     )
+
+
+# Declared before /users/{user_id}, which would otherwise match "invitations" as an id.
+@router.get("/users/invitations", response_model=list[InvitationPublic], tags=["users"])
+async def list_invitations_route(db: Db, identity: ApiUser) -> list[InvitationPublic]:
+    """List pending invitations, newest first; each takes a seat of the plan's user limit until it ends."""
+    identity.require("users:write")
+    return [InvitationPublic.model_validate(item) for item in await list_pending_invitations(db)]
+
+
+@router.delete("/users/invitations/{invitation_id}", status_code=204, tags=["users"])
+async def revoke_invitation_route(invitation_id: str, db: Db, identity: ApiUser) -> Response:
+    """Revoke a pending invitation: its link stops working and its seat is free."""
+    identity.require("users:write")
+    if not await revoke_invitation(db, invitation_id):
+        raise not_found("invitation")
+    return Response(status_code=204)
 
 
 @router.get("/users/{user_id}", response_model=UserPublic, tags=["users"])

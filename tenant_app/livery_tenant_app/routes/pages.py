@@ -18,7 +18,15 @@ from ..deps import Config, CsrfChecked, Db, MaybePageUser, PageUser
 from ..errors import AppError, not_found
 from ..rendering import render
 from ..schemas import InvitationCreate, ProductCreate
-from ..team import check_may_manage, create_invitation, create_password_reset, get_user, list_users
+from ..team import (
+    check_may_manage,
+    create_invitation,
+    create_password_reset,
+    get_user,
+    list_pending_invitations,
+    list_users,
+    revoke_invitation,
+)
 from .api import delete_product_with_image
 from .uploads import read_upload
 
@@ -148,8 +156,10 @@ async def download_file_page(file_id: str, request: Request, db: Db, identity: P
 async def team_page(request: Request, db: Db, identity: PageUser, config: Config) -> Response:
     identity.require("users:read")
     users = await list_users(db)
+    can_invite = identity.user.role in ("owner", "admin")
+    invitations = await list_pending_invitations(db) if can_invite else []
     return render(request, "team.html", {"users": users, "limit": config.config.limits.users,
-                                          "can_invite": identity.user.role in ("owner", "admin"),
+                                          "can_invite": can_invite, "invitations": invitations,
                                           "is_owner": identity.user.role == "owner"})
 
 
@@ -168,6 +178,14 @@ async def invite_form(
     link = str(request.url_for("accept_invitation_page", token=token))
     return render(request, "shown_once.html", {"title": f"Invitation for {invitation.email}", "secret": link,
                                                "note": "Send this link to the person you invited. It works once and expires in 7 days."})
+
+
+@router.post("/team/invitations/{invitation_id}/revoke", dependencies=[CsrfChecked])
+async def revoke_invitation_form(invitation_id: str, db: Db, identity: PageUser) -> Response:
+    identity.require("users:write")
+    if not await revoke_invitation(db, invitation_id):
+        raise not_found("invitation")
+    return see_other("/team")
 
 
 @router.post("/team/{user_id}/reset-link", dependencies=[CsrfChecked])
