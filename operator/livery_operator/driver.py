@@ -16,7 +16,7 @@ from typing import Any
 from livery import naming
 from livery.drivers.base import AppSpec, AppState, Driver, DriverError, EventType, RouteSpec
 
-from . import builders
+from . import builders, drift
 from .kube import KubeClient, KubeError
 from .settings import OperatorSettings
 
@@ -61,7 +61,11 @@ class KubernetesDriver(Driver):
         self.writes: dict[tuple[str, str], int] = {}
 
     async def ensure_object(self, desired: dict[str, Any]) -> dict[str, Any]:
-        """Create `desired` or apply it when a field differs; return the live object."""
+        """Create `desired` or apply it when a field differs; return the live object.
+
+        Fields that `drift` compares exactly are first put back with a JSON patch, which
+        also removes what another field manager added there.
+        """
         kind = desired["kind"]
         metadata = desired["metadata"]
         try:
@@ -75,8 +79,13 @@ class KubernetesDriver(Driver):
                     if exc.status != 409:
                         raise
                     live = await self.client.get(kind, metadata["name"], metadata.get("namespace")) or {}
+            restore = drift.restore_operations(live, desired)
+            if restore:
+                live = await self.client.json_patch(kind, metadata["name"], restore, metadata.get("namespace"))
+                self._count(kind, "restored")
             if contains(live, desired):
-                self._count(kind, "unchanged")
+                if not restore:
+                    self._count(kind, "unchanged")
                 return live
             live = await self.client.apply(desired)
             self._count(kind, "applied")

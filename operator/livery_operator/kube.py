@@ -1,4 +1,4 @@
-"""A small async client for the Kubernetes API: get, list, create, server-side apply, delete.
+"""A small async client for the Kubernetes API: get, list, create, server-side apply, merge and JSON patch, delete.
 
 It reads credentials the way kubectl does, through the `kubernetes` package's
 config loaders (in-cluster service account first, then `KUBECONFIG` or
@@ -210,6 +210,19 @@ class KubeClient:
             params={"fieldManager": FIELD_MANAGER},
             json_body=patch,
             content_type="application/merge-patch+json",
+        )
+        return _checked(response, "PATCH", kind, name)
+
+    async def json_patch(
+        self, kind: str, name: str, operations: list[dict[str, Any]], namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Apply JSON patch (RFC 6902) `operations` to the object and return it."""
+        response = await self.request(
+            "PATCH",
+            object_path(kind, name, namespace),
+            params={"fieldManager": FIELD_MANAGER},
+            json_body=operations,
+            content_type="application/json-patch+json",
         )
         return _checked(response, "PATCH", kind, name)
 

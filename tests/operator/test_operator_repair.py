@@ -13,6 +13,7 @@ from psycopg import sql
 from test_operator_e2e import create_ready_tenant, operator, provisioner_probe  # noqa: F401 - fixtures
 
 from livery import naming
+from livery_operator.builders import NETWORK_POLICY_NAME
 
 DROP_BY_HAND = {
     "database": ("enterprise", "DROP DATABASE {} WITH (FORCE)", None),
@@ -38,3 +39,38 @@ def test_dropped_database_is_restored(isolation, kube, operator, provisioner_pro
     assert not provisioner_probe(name, isolation)
 
     wait_for(lambda: provisioner_probe(name, isolation), timeout=30, message=f"{isolation} restored")
+
+
+HAND_EDITS = {
+    "network-policy": (
+        "networkpolicies",
+        NETWORK_POLICY_NAME,
+        {"spec": {"podSelector": {"matchLabels": {"nothing": "here"}}}},
+        lambda obj: obj["spec"]["podSelector"] == {},
+    ),
+    "host-network": (
+        "deployments",
+        naming.APP_NAME,
+        {"spec": {"template": {"spec": {"hostNetwork": True}}}},
+        lambda obj: "hostNetwork" not in obj["spec"]["template"]["spec"],
+    ),
+    "ingress-snippet": (
+        "ingresses",
+        naming.APP_NAME,
+        {"metadata": {"annotations": {"nginx.ingress.kubernetes.io/server-snippet": "return 200;"}}},
+        lambda obj: "nginx.ingress.kubernetes.io/server-snippet" not in obj["metadata"].get("annotations", {}),
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(HAND_EDITS))
+def test_added_field_is_removed(edit, kube, operator):
+    resource, object_name, patch, restored = HAND_EDITS[edit]
+    name = unique_name("added")
+    create_ready_tenant(kube, name, "pro")
+    namespace = naming.namespace_name(name)
+
+    edited = kube.patch(resource, object_name, patch, namespace=namespace)
+    assert not restored(edited)
+
+    wait_for(lambda: restored(kube.get(resource, object_name, namespace)), timeout=30, message=f"{edit} undone")

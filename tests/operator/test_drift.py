@@ -1,0 +1,86 @@
+"""The fields of tenant objects that the driver puts back exactly, with JSON patch operations."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from livery import naming
+from livery.drivers.base import AppSpec, RouteSpec
+from livery_operator import builders
+from livery_operator.drift import restore_operations
+from livery_operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings(base_domain="saas.test")
+APP = AppSpec(
+    tenant="acme",
+    replicas=1,
+    cpu="500m",
+    memory="512Mi",
+    environment={"LIVERY_TENANT": "acme"},
+    config_checksum="abc123",
+    labels=naming.labels("acme", "app"),
+)
+
+
+def built_objects() -> list[dict]:
+    route = RouteSpec(tenant="acme", hosts=["acme.saas.test"], suspended=False)
+    return [builders.deployment(APP, SETTINGS), builders.network_policy("acme", SETTINGS), builders.ingress(route, SETTINGS)]
+
+
+@pytest.mark.parametrize("desired", built_objects(), ids=lambda obj: obj["kind"])
+def test_built_object_needs_no_restore(desired):
+    assert restore_operations(copy.deepcopy(desired), desired) == []
+
+
+def test_server_defaults_are_not_drift():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    pod = live["spec"]["template"]["spec"]
+    pod["volumes"][0]["configMap"]["defaultMode"] = 420
+    pod["hostNetwork"] = False
+    pod["containers"][0]["terminationMessagePath"] = "/dev/termination-log"
+
+    assert restore_operations(live, desired) == []
+
+
+def test_host_network_is_removed():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["template"]["spec"]["hostNetwork"] = True
+
+    assert restore_operations(live, desired) == [{"op": "remove", "path": "/spec/template/spec/hostNetwork"}]
+
+
+def test_extra_container_is_replaced():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "busybox"})
+
+    operations = restore_operations(live, desired)
+
+    assert operations == [
+        {"op": "add", "path": "/spec/template/spec/containers", "value": desired["spec"]["template"]["spec"]["containers"]}
+    ]
+
+
+def test_privileged_container_is_reset():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] = True
+
+    operations = restore_operations(live, desired)
+
+    assert [operation["path"] for operation in operations] == ["/spec/template/spec/containers/0/securityContext"]
+
+
+def test_ingress_annotation_is_dropped():
+    route = RouteSpec(tenant="acme", hosts=["acme.saas.test"], suspended=False)
+    desired = builders.ingress(route, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["metadata"]["annotations"]["nginx.ingress.kubernetes.io/server-snippet"] = "return 200;"
+
+    operations = restore_operations(live, desired)
+
+    assert operations == [{"op": "add", "path": "/metadata/annotations", "value": desired["metadata"]["annotations"]}]
