@@ -130,7 +130,7 @@ async def test_raw_body_signature_is_accepted(stripe_api):
     assert response.json()["outcome"] == "ignored"
 
 
-@pytest.mark.parametrize("tampering", ["reserialised", "altered", "stale", "missing", "wrong_secret"])
+@pytest.mark.parametrize("tampering", ["reserialised", "altered", "stale", "future", "missing", "wrong_secret"])
 async def test_unauthentic_webhook_is_rejected(stripe_api, tampering):
     tenant, customer, subscription = await provisioned_paid_tenant(stripe_api)
     cancel = subscription_object(subscription, customer, "canceled", PRO_PRICE, tenant, int(time.time()))
@@ -144,6 +144,8 @@ async def test_unauthentic_webhook_is_rejected(stripe_api, tampering):
         body = original.replace(b'"canceled"', b'"active"')
     elif tampering == "stale":
         header = sign_payload(original, timestamp=int(time.time()) - 3600)
+    elif tampering == "future":
+        header = sign_payload(original, timestamp=int(time.time()) + 3600)
     elif tampering == "wrong_secret":
         header = sign_payload(original, secret="whsec_someone_else")
     headers = {} if tampering == "missing" else {"Stripe-Signature": header}
@@ -505,3 +507,42 @@ async def test_old_subscription_cancellation_keeps_new_plan(stripe_api):
     assert response.json()["outcome"] == "ignored"
     assert (await stripe_api.context.store.get_tenant(tenant)).spec.plan == "enterprise"
     assert (await billing_row(stripe_api, tenant)).subscription_id == new_subscription
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [{"data": {"object": []}}, {"data": []}, {"created": "yesterday"}, {"created": 1.5}],
+)
+async def test_malformed_signed_event_is_rejected(stripe_api, malformed):
+    event = stripe_event("customer.subscription.updated", {"id": "sub_x", "object": "subscription"}, int(time.time()))
+    event.update(malformed)
+
+    response = await post_event(stripe_api, event)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] is None
+    async with stripe_api.context.sessions() as session:
+        assert await session.get(StripeEvent, event["id"]) is None
+
+
+async def test_unreachable_stripe_returns_503(stripe_api, monkeypatch):
+    from livery_control_api.billing.provider import BillingError
+
+    tenant, customer, subscription = await provisioned_paid_tenant(stripe_api)
+    now = int(time.time())
+    active = subscription_object(subscription, customer, "active", PRO_PRICE, tenant, now)
+    await post_event(stripe_api, stripe_event("customer.subscription.updated", active, now))
+    ambiguous = stripe_event("customer.subscription.updated", active, now)
+
+    async def unreachable(subscription_id):
+        raise BillingError("Stripe unreachable")
+
+    monkeypatch.setattr(stripe_api.context.billing, "retrieve_subscription", unreachable)
+    response = await post_event(stripe_api, ambiguous)
+    monkeypatch.undo()
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+    async with stripe_api.context.sessions() as session:
+        # Not recorded, so Stripe's retry applies the event.
+        assert await session.get(StripeEvent, ambiguous["id"]) is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,13 +197,37 @@ class StripeBilling(BillingProvider):
             stripe.WebhookSignature.verify_header(text, signature_header, self._webhook_secret, self._tolerance)
         except (UnicodeDecodeError, stripe.SignatureVerificationError) as exc:
             raise SignatureInvalid(f"webhook signature verification failed: {exc.args[0] if exc.args else exc}") from None
+        # The SDK rejects only timestamps older than the tolerance; one too far ahead is as suspect.
+        timestamp = _signature_timestamp(signature_header)
+        if timestamp is None or timestamp > time.time() + self._tolerance:
+            raise SignatureInvalid(
+                f"webhook signature timestamp is more than {self._tolerance} seconds in the future; check the clocks"
+            )
         try:
             event = json.loads(text)
         except json.JSONDecodeError:
             raise SignatureInvalid("webhook body is not JSON") from None
         if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
             raise SignatureInvalid("webhook body is not a Stripe event")
+        data = event.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+            raise SignatureInvalid("webhook body is not a Stripe event: data.object must be an object")
+        created = event.get("created")
+        if created is not None and (isinstance(created, bool) or not isinstance(created, int)):
+            raise SignatureInvalid(f"webhook body is not a Stripe event: created must be Unix seconds, got {created!r}")
         return event
+
+
+def _signature_timestamp(header: str) -> int | None:
+    """Return the `t=` value of a Stripe-Signature header, or None when it has none."""
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _stripe_reason(exc: stripe.StripeError) -> str:

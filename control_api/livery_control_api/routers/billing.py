@@ -13,9 +13,9 @@ from livery.drivers.base import SECRET_USAGE_TOKEN
 
 from ..billing.events import process_event
 from ..billing.meters import send_meter_events
-from ..billing.provider import SignatureInvalid
+from ..billing.provider import BillingError, SignatureInvalid
 from ..dependencies import Context, Session, bearer_token
-from ..errors import ApiError, Unauthorized
+from ..errors import ApiError, Unauthorized, Unavailable
 from ..schemas import UsageRequest, UsageResponse
 from ..security import constant_time_equal
 from ..tables import UsageRecord
@@ -54,7 +54,12 @@ async def stripe_webhook(request: Request, context: Context) -> dict:
         context.metrics.webhook_events.labels("unknown", "rejected").inc()
         logger.warning("rejected a webhook request: %s", exc)
         raise WebhookRejected(str(exc)) from None
-    outcome = await process_event(context, event)
+    try:
+        outcome = await process_event(context, event)
+    except BillingError as exc:
+        # The event's transaction rolled back, so Stripe's retry after the 503 applies it.
+        logger.warning("Stripe event %s not applied: %s", event["id"], exc)
+        raise Unavailable(f"event {event['id']} could not be resolved with Stripe: {exc}; retry later") from None
     return {"received": True, "outcome": outcome.outcome}
 
 
