@@ -16,13 +16,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .config import ConfigWatcher
 from .db import TenantDatabase
-from .deps import LoginRequired
+from .deps import LoginRequired, reject_nul_characters
 from .errors import install_error_handlers
 from .files import FileService
 from .hosts import TenantHostMiddleware
@@ -88,6 +88,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(reject_nul_characters)],
     )
     app.state.settings = settings
     app.state.config_watcher = watcher

@@ -168,6 +168,35 @@ def verify_csrf_form(request: Request, csrf_token: Annotated[str, Form()] = "") 
 CsrfChecked = Depends(verify_csrf_form)
 
 
+FORM_CONTENT_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+async def reject_nul_characters(request: Request) -> None:
+    """Reject a NUL character in a query parameter, form field or upload's content type with 422.
+
+    PostgreSQL text cannot store NUL, so without this check such input would
+    fail deep in a query with an error that names no field.
+    """
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise _nul_error(name)
+    if not request.headers.get("content-type", "").lower().startswith(FORM_CONTENT_TYPES):
+        return
+    # FastAPI has already parsed the form of routes with form fields, and the request caches it.
+    form = await request.form()
+    for name, value in form.multi_items():
+        if isinstance(value, str):
+            if "\x00" in name or "\x00" in value:
+                raise _nul_error(name)
+        elif "\x00" in (value.content_type or "") or "\x00" in (value.filename or ""):
+            raise _nul_error(name, "its content type and file name")
+
+
+def _nul_error(field: str, part: str = "the value") -> AppError:
+    field = field.replace("\x00", "\\0")
+    return AppError(422, "invalid", f"{field}: NUL characters are not allowed in {part}", field)
+
+
 def _uuid_or_none(value: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(value) if value else None

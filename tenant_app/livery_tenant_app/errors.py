@@ -47,6 +47,14 @@ def _field_of(location: tuple[Any, ...]) -> str:
     return ".".join(parts) or ".".join(str(part) for part in location)
 
 
+def _json_error_message(error: dict[str, Any]) -> str:
+    # FastAPI reports a body that is not JSON at location ("body", <character offset>).
+    location = tuple(error.get("loc", ()))
+    reason = (error.get("ctx") or {}).get("error", "not valid JSON")
+    position = f" at character {location[1]}" if len(location) > 1 else ""
+    return f"body: invalid JSON{position}: {reason}; send a JSON document with Content-Type application/json"
+
+
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith(API_PREFIX)
 
@@ -70,6 +78,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            return error_response(request, 422, "invalid", _json_error_message(first), "body")
         field = _field_of(tuple(first.get("loc", ())))
         message = "; ".join(f"{_field_of(tuple(error.get('loc', ())))}: {error.get('msg')}" for error in errors)
         return error_response(request, 422, "invalid", message, field)
