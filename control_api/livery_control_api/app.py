@@ -18,6 +18,7 @@ from livery.store.base import ResourceStore
 from .billing.events import suspend_expired_grace_periods
 from .billing.meters import resend_meter_events
 from .billing.provider import BillingProvider, billing_from_settings
+from .body_limit import BodySizeLimitMiddleware
 from .context import AppContext, DnsResolver, DnspythonResolver, LogMailer, Mailer
 from .database import create_engine_for, migrate, session_factory
 from .errors import install_error_handlers
@@ -121,6 +122,7 @@ def create_app(
     app.add_middleware(
         SuspensionPageMiddleware, public_url=settings.public_url, cache_seconds=settings.suspension_cache_seconds
     )
+    app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     install_error_schema(app)
     return app
