@@ -46,15 +46,36 @@ class LimiterStore(abc.ABC):
 
 
 class MemoryLimiterStore(LimiterStore):
-    """Counters in this process; fine for one replica."""
+    """Counters in this process; fine for one replica.
 
-    def __init__(self) -> None:
+    Only counters of the current window are kept: the first hit of a new window
+    drops the rest. Within a window at most `max_keys` counters are kept, and
+    a new key past that evicts the oldest one.
+    """
+
+    # NOTE: an eviction resets that key's count, so a caller who sends more than
+    # DEFAULT_MAX_KEYS distinct keys (emails, addresses) in one minute can reset
+    # others' counters. Use the Redis store where that matters.
+    DEFAULT_MAX_KEYS = 100_000
+
+    def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         self._counts: dict[str, tuple[int, int]] = {}
+        self._window: int | None = None
+        self._max_keys = max_keys
+
+    def __len__(self) -> int:
+        return len(self._counts)
 
     async def hit(self, key: str, window: int) -> int:
+        if self._window is None or window > self._window:
+            self._counts = {name: value for name, value in self._counts.items() if value[0] >= window}
+            self._window = window
         current_window, count = self._counts.get(key, (window, 0))
         if current_window != window:
             count = 0
+        if key not in self._counts and len(self._counts) >= self._max_keys:
+            # Dicts keep insertion order, so the first key is the oldest.
+            del self._counts[next(iter(self._counts))]
         count += 1
         self._counts[key] = (window, count)
         return count

@@ -166,3 +166,27 @@ async def test_redis_store_shares_the_budget(limited_tenant, tmp_path: Path, red
     assert allowed == [200, 200]
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_memory_store_forgets_past_windows() -> None:
+    store = MemoryLimiterStore()
+    for number in range(50):
+        await store.hit(f"sign-in:acme:user{number}@example.com", 100)
+
+    count = await store.hit("sign-in:acme:late@example.com", 101)
+
+    assert count == 1
+    assert len(store) == 1
+
+
+async def test_memory_store_caps_its_keys() -> None:
+    store = MemoryLimiterStore(max_keys=3)
+    for number in range(10):
+        await store.hit(f"key{number}", 100)
+
+    newest = await store.count("key9", 100)
+    evicted = await store.count("key0", 100)
+
+    assert len(store) == 3
+    assert newest == 1
+    assert evicted == 0
