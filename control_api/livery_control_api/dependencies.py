@@ -168,7 +168,7 @@ async def authorize(session: AsyncSession, caller: Caller, tenant: str, permissi
     if role is None:
         raise NotFound(f"tenant {tenant!r} not found", field="name")
     if not allows(role, permission):
-        raise Forbidden(f"role {role} may not {permission.value.replace('_', ' ')} in tenant {tenant!r}")
+        raise Forbidden(f"role {role!r} lacks the {permission.value!r} permission in tenant {tenant!r}")
     return role
 
 

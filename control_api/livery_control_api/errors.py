@@ -116,10 +116,26 @@ def validation_error_lines(exc: ValidationError) -> list[str]:
     return [": ".join(describe_input_error(error)) for error in exc.errors(include_url=False)]
 
 
+def _json_error_message(error: dict[str, Any], document: Any) -> str:
+    """Return `invalid JSON at line L, column C (reason)` for FastAPI's json_invalid error."""
+    position = error["loc"][-1] if isinstance(error["loc"][-1], int) else 0
+    reason = (error.get("ctx") or {}).get("error", "not JSON")
+    if isinstance(document, bytes):
+        document = document.decode("utf-8", errors="replace")
+    if not isinstance(document, str):
+        return f"invalid JSON at character {position + 1} ({reason})"
+    line = document.count("\n", 0, position) + 1
+    column = position - (document.rfind("\n", 0, position) + 1) + 1
+    return f"invalid JSON at line {line}, column {column} ({reason})"
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if len(errors) == 1 and errors[0].get("type") == "json_invalid":
+        return JSONResponse(error_body("invalid", f"body: {_json_error_message(errors[0], exc.body)}", "body"), status_code=422)
     lines = []
     first_field = None
-    for error in exc.errors():
+    for error in errors:
         location = [part for part in error.get("loc", ()) if part not in ("body", "query", "path", "header", "form")]
         path, message = describe_input_error({**error, "loc": location})
         lines.append(f"{path}: {message}")

@@ -344,11 +344,21 @@ class ThreadedServer:
 
 @pytest.fixture(scope="session")
 def localstripe_url() -> Iterator[str]:
-    """Run localstripe as a real server on 127.0.0.1."""
+    """Run localstripe as a real server in its own process, listening on 127.0.0.1 only.
+
+    Its `localstripe` command binds every interface and has no host option, so
+    the process runs localstripe's aiohttp app with `host="127.0.0.1"` itself,
+    starting from an empty store as `--from-scratch` does.
+    """
     port = free_port()
+    program = (
+        "import sys\n"
+        "from aiohttp import web\n"
+        "from localstripe.server import app\n"
+        "web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None)\n"
+    )
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "localstripe"), "--port", str(port), "--from-scratch"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-c", program, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20

@@ -195,6 +195,19 @@ async def test_member_cannot_edit_branding(api):
     response = await api.http.patch(f"/v1/tenants/{tenant}/branding", json={"primaryColor": "#000000"}, headers=member)
 
     assert response.status_code == 403
+    assert response.json()["error"]["message"] == (
+        f"role 'member' lacks the 'edit_branding' permission in tenant {tenant!r}"
+    )
+
+
+async def test_malformed_json_names_line_and_column(api):
+    response = await api.http.post(
+        "/v1/signup", content=b'{"tenant": "acme",\n  "email": }', headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "body"
+    assert response.json()["error"]["message"].startswith("body: invalid JSON at line 2, column 12")
 
 
 async def test_admin_cannot_invite_owner(api):
