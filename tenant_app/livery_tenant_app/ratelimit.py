@@ -6,7 +6,7 @@ fail authentication are counted per client address, which is the address
 behind trusted proxies (see `hosts.resolve_request`). An address past
 `FAILED_AUTHENTICATIONS_PER_MINUTE` gets 429 before its credentials are
 checked. Counters use fixed one-minute windows and live in-process by
-default; with `LIVERY_REDIS_URL` set they live in Redis, so every replica of
+default. With `LIVERY_REDIS_URL` set they live in Redis, so every replica of
 the tenant's app shares them. A rejected request gets 429 with `Retry-After`
 set to the seconds until the window ends.
 """

@@ -26,9 +26,13 @@ def check_may_manage(actor: User, target: User, new_role: str | None = None) -> 
 
     Only the owner may manage the owner's and admins' accounts and grant the
     owner role, so an admin cannot take over the owner's account or another
-    admin's. Admins manage members.
+    admin's. Admins manage members, and a user may manage their own account
+    except for its role.
     """
     if actor.role == "owner":
+        return
+    if actor.id == target.id and new_role in (None, target.role):
+        # Users may manage their own account, but not change its role.
         return
     if target.role in OWNER_MANAGED_ROLES:
         raise AppError(403, "forbidden", f"user: only the owner can change an {target.role}'s account", "user")

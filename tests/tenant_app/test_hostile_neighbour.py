@@ -25,6 +25,7 @@ class AcmeData:
     owner_email: str
     invitation_url: str
     api_key: str
+    invitation_id: str = ""
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -45,7 +46,7 @@ async def acme_data(tenant_pair) -> AcmeData:
     assert invitation.status_code == 201, invitation.text
     return AcmeData(
         product_id=product.json()["id"], product_name=product_name, owner_id=owner["id"], owner_email=owner["email"],
-        invitation_url=invitation.json()["acceptUrl"], api_key=acme.api_key,
+        invitation_url=invitation.json()["acceptUrl"], api_key=acme.api_key, invitation_id=invitation.json()["id"],
     )
 
 
@@ -279,3 +280,19 @@ async def test_foreign_signed_download_link_looks_missing(tenant_pair) -> None:
 
     assert foreign.status_code == 404
     assert foreign.status_code == missing.status_code
+
+
+async def test_foreign_invitation_cannot_be_listed_or_revoked(tenant_pair, acme_data) -> None:
+    acme, globex = tenant_pair
+
+    listed = await globex.client.get("/api/v1/users/invitations", headers=globex.api_headers())
+    foreign = await globex.client.delete(f"/api/v1/users/invitations/{acme_data.invitation_id}",
+                                         headers=globex.api_headers())
+    missing = await globex.client.delete(f"/api/v1/users/invitations/{random_id()}", headers=globex.api_headers())
+    still_pending = await acme.client.get("/api/v1/users/invitations", headers=acme.api_headers())
+
+    assert listed.status_code == 200
+    assert acme_data.invitation_id not in [item["id"] for item in listed.json()]
+    assert foreign.status_code == 404
+    same_failure(foreign, missing)
+    assert acme_data.invitation_id in [item["id"] for item in still_pending.json()]

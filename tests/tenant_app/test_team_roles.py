@@ -215,3 +215,17 @@ async def test_member_cannot_list_invitations(team) -> None:
 
     assert response.status_code == 403
     assert "users:write" in response.json()["error"]["message"]
+
+
+async def test_admin_may_rename_self_but_not_promote(team) -> None:
+    async with team.anonymous_client() as browser:
+        email = await join_as(team, "admin", browser)
+        admin_id = await user_id_of(team, email)
+        csrf = await csrf_token_of(browser, "/team")
+        renamed = await browser.patch(f"/api/v1/users/{admin_id}", json={"name": "Ada"}, headers={"X-CSRF-Token": csrf})
+        promoted = await browser.patch(f"/api/v1/users/{admin_id}", json={"role": "owner"},
+                                       headers={"X-CSRF-Token": csrf})
+
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "Ada"
+    assert promoted.status_code == 403
