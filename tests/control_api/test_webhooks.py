@@ -546,3 +546,20 @@ async def test_unreachable_stripe_returns_503(stripe_api, monkeypatch):
     async with stripe_api.context.sessions() as session:
         # Not recorded, so Stripe's retry applies the event.
         assert await session.get(StripeEvent, ambiguous["id"]) is None
+
+
+async def test_old_subscription_payment_failure_is_ignored(stripe_api):
+    tenant, customer, old_subscription = await provisioned_paid_tenant(stripe_api)
+    now = int(time.time())
+    active = subscription_object(old_subscription, customer, "active", PRO_PRICE, tenant, now - 100)
+    await post_event(stripe_api, stripe_event("customer.subscription.updated", active, now - 90))
+    upgrade = checkout_completed(tenant, customer, f"sub_{uuid.uuid4().hex[:14]}", plan="enterprise")
+    await post_event(stripe_api, stripe_event("checkout.session.completed", upgrade, now - 50))
+    invoice = {"id": f"in_{uuid.uuid4().hex[:12]}", "object": "invoice", "customer": customer,
+               "parent": {"type": "subscription_details", "subscription_details": {"subscription": old_subscription}}}
+
+    response = await post_event(stripe_api, stripe_event("invoice.payment_failed", invoice, now))
+
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "ignored"
+    assert (await billing_row(stripe_api, tenant)).grace_until is None

@@ -251,6 +251,8 @@ async def _invoice_settled(context: AppContext, session: AsyncSession, event: di
         tenant = await session.scalar(select(TenantBilling.tenant).where(TenantBilling.customer_id == customer_id))
     if tenant is None:
         return "unmapped"
+    if subscription_id and not await _is_current_subscription(session, tenant, subscription_id):
+        return "ignored"
     # Payment outcomes of one subscription are ordered among themselves: a late
     # payment_failed must not restart a grace period that a newer invoice.paid ended.
     verdict = await _advance_watermark(session, f"{subscription_id or customer_id}:payment", "payment", event)
