@@ -45,6 +45,7 @@ from livery.models.plan import Plan
 from livery.store.base import CLI_FIELD_MANAGER, ResourceStore
 from livery_control_api.app import create_app
 from livery_control_api.billing.provider import NoBilling, StripeBilling
+from livery_control_api.ratelimit import LoginLimiter, RedisLoginLimiter
 from livery_control_api.settings import ControlApiSettings
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -427,3 +428,24 @@ async def post_event(client: ApiClient, event: dict[str, Any], **sign_options: A
         "/v1/billing/webhook", content=payload,
         headers={"Stripe-Signature": sign_payload(payload, **sign_options), "Content-Type": "application/json"},
     )
+
+
+@pytest.fixture
+async def fresh_limiter(api):
+    """Start and end with empty sign-in counters: every test client shares one address."""
+    await api.context.limiter.reset()
+    yield api.context.limiter
+    await api.context.limiter.reset()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(request):
+    """A login limiter that allows 3 failures a minute, counting in this process or in Redis."""
+    if request.param == "memory":
+        yield LoginLimiter(3, clock=lambda: 100.0)
+        return
+    server = request.getfixturevalue("redis_server")
+    redis_limiter = RedisLoginLimiter(server, 3)
+    await redis_limiter.reset()
+    yield redis_limiter
+    await redis_limiter.close()

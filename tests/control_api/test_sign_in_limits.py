@@ -7,19 +7,10 @@ import asyncio
 import pytest
 
 from livery_control_api.dependencies import SESSION_COOKIE
-from livery_control_api.ratelimit import LoginLimiter, RedisLoginLimiter
 
 from .test_pages import form_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest.fixture
-async def fresh_limiter(api):
-    """Start and end with empty sign-in counters: every test client shares one address."""
-    await api.context.limiter.reset()
-    yield api.context.limiter
-    await api.context.limiter.reset()
 
 
 async def test_parallel_wrong_passwords_are_limited(api, fresh_limiter):
@@ -70,18 +61,6 @@ async def test_repeated_web_signup_starts_no_session(api, fresh_limiter):
     assert response.status_code == 303
     assert response.headers["location"] == "/signin"
     assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def limiter(request):
-    if request.param == "memory":
-        yield LoginLimiter(3, clock=lambda: 100.0)
-        return
-    server = request.getfixturevalue("redis_server")
-    redis_limiter = RedisLoginLimiter(server, 3)
-    await redis_limiter.reset()
-    yield redis_limiter
-    await redis_limiter.close()
 
 
 async def test_begin_attempt_blocks_past_limit(limiter):

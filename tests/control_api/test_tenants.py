@@ -12,8 +12,6 @@ from livery.models.tenant import MAX_DOMAINS
 from livery_control_api.dependencies import utcnow
 from livery_control_api.tables import PendingDomain
 
-from livery_control_api.ratelimit import LoginLimiter, RedisLoginLimiter
-
 from .conftest import BASE_DOMAIN, unique_name
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -93,14 +91,6 @@ async def test_logout_everywhere_revokes_refresh_tokens(api):
     assert response.status_code == 401
 
 
-@pytest.fixture
-async def fresh_limiter(api):
-    """Start and end with empty sign-in counters: every test client shares one address."""
-    await api.context.limiter.reset()
-    yield api.context.limiter
-    await api.context.limiter.reset()
-
-
 async def test_login_is_rate_limited_per_account(api, fresh_limiter):
     _, tenant, email = await api.signup()
     for _ in range(api.context.settings.login_attempts_per_minute):
@@ -110,18 +100,6 @@ async def test_login_is_rate_limited_per_account(api, fresh_limiter):
 
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) > 0
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def limiter(request):
-    if request.param == "memory":
-        yield LoginLimiter(3, clock=lambda: 100.0)
-        return
-    server = request.getfixturevalue("redis_server")
-    redis_limiter = RedisLoginLimiter(server, 3)
-    await redis_limiter.reset()
-    yield redis_limiter
-    await redis_limiter.close()
 
 
 async def test_limiter_blocks_address_across_accounts(limiter):
