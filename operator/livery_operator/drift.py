@@ -9,11 +9,14 @@ built one, added fields included, is put back with a JSON patch that replaces
 or removes it.
 
 Values the API server fills in by default are not drift: before comparing,
-empty maps and lists, null and false are dropped.
+empty maps and lists, null and false are dropped. The NetworkPolicy spec is
+compared as it is, because there an empty selector (`namespaceSelector: {}`,
+every namespace) means something else than a missing one (this namespace).
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 # Pod spec fields that widen what the app's pods may do or reach; compared exactly.
@@ -37,10 +40,14 @@ POD_NAMED_LISTS = ("containers", "volumes")
 POD_SPEC = ("spec", "template", "spec")
 
 Path = tuple[str, ...]
+# Paths compared after dropping empty values, by kind.
 EXACT_PATHS: dict[str, tuple[Path, ...]] = {
-    "NetworkPolicy": (("spec",),),
     "Ingress": (("metadata", "annotations"), ("spec",)),
     "Deployment": tuple(POD_SPEC + (field,) for field in POD_SECURITY_FIELDS),
+}
+# Paths compared value for value, by kind.
+RAW_PATHS: dict[str, tuple[Path, ...]] = {
+    "NetworkPolicy": (("spec",),),
 }
 
 
@@ -50,6 +57,8 @@ def restore_operations(live: dict[str, Any], desired: dict[str, Any]) -> list[di
     operations: list[dict[str, Any]] = []
     for path in EXACT_PATHS.get(kind, ()):
         operations.extend(_restore(_get(live, path), _get(desired, path), path, same=_same))
+    for path in RAW_PATHS.get(kind, ()):
+        operations.extend(_restore(_get(live, path), _get(desired, path), path, same=operator.eq))
     if kind == "Deployment":
         for field in POD_NAMED_LISTS:
             path = POD_SPEC + (field,)

@@ -84,3 +84,13 @@ def test_ingress_annotation_is_dropped():
     operations = restore_operations(live, desired)
 
     assert operations == [{"op": "add", "path": "/metadata/annotations", "value": desired["metadata"]["annotations"]}]
+
+
+def test_network_policy_empty_selector_counts():
+    desired = builders.network_policy("acme", SETTINGS)
+    live = copy.deepcopy(desired)
+    del live["spec"]["egress"][0]["to"][0]["namespaceSelector"]
+
+    operations = restore_operations(live, desired)
+
+    assert operations == [{"op": "add", "path": "/spec", "value": desired["spec"]}]
