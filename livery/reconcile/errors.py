@@ -10,6 +10,9 @@ from __future__ import annotations
 # Retry delays, in seconds.
 DEFAULT_RETRY_DELAY = 10.0
 MISSING_PLAN_RETRY_DELAY = 60.0
+RETAINED_DATA_RETRY_DELAY = 60.0
+# Annotation with which an admin lets a new Tenant take over the data a deleted Tenant of the same name retained.
+ADOPT_RETAINED_DATA_ANNOTATION = "livery.dev/adopt-retained-data"
 
 
 class ReconcileError(Exception):
@@ -56,4 +59,19 @@ class IsolationChangeRejected(ReconcileError):
             reason="IsolationChangeRejected",
             condition="DatabaseReady",
             temporary=False,
+        )
+
+
+class RetainedDataExists(ReconcileError):
+    """A new Tenant's name still has the database objects a deleted Tenant retained, and no admin opted in."""
+
+    def __init__(self, modes: list[str]) -> None:
+        super().__init__(
+            f"database objects of an earlier tenant with this name still exist ({', '.join(modes)} isolation), "
+            "kept by its Retain deletion policy. To give that data to this tenant, set the annotation "
+            f'{ADOPT_RETAINED_DATA_ANNOTATION}: "true"; otherwise delete this tenant and pick another name, '
+            "or drop the old data first",
+            reason="RetainedDataExists",
+            condition="DatabaseReady",
+            delay=RETAINED_DATA_RETRY_DELAY,
         )

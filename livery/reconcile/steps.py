@@ -15,10 +15,16 @@ from typing import Any
 from .. import naming
 from ..drivers.base import SECRET_DATABASE_URL, AppSpec, AppState, Driver, DriverError, RouteSpec
 from ..models.config import TenantConfig
-from ..models.plan import Features, Limits, Plan
+from ..models.plan import ISOLATION_MODES, Features, Limits, Plan
 from ..models.tenant import Branding, DatabaseStatus, Tenant
 from .context import Provisioner, ReconcileSettings
-from .errors import IsolationChangeRejected, PlanNotFound, ReconcileError
+from .errors import (
+    ADOPT_RETAINED_DATA_ANNOTATION,
+    IsolationChangeRejected,
+    PlanNotFound,
+    ReconcileError,
+    RetainedDataExists,
+)
 from .secrets import SECRET_DATABASE_PASSWORD, SECRET_ISOLATION, completed_secret, redact, secret_values
 
 logger = logging.getLogger("livery.reconcile")
@@ -55,16 +61,45 @@ def resolve_plan(tenant: Tenant, plan: Plan | None) -> ResolvedPlan:
     )
 
 
-async def ensure_secret(tenant: Tenant, isolation: str, driver: Driver) -> dict[str, str]:
-    """Make sure the tenant's credentials exist, storing new ones before anything uses them."""
+async def ensure_secret(
+    tenant: Tenant, isolation: str, driver: Driver, provisioner: Provisioner | None = None
+) -> dict[str, str]:
+    """Make sure the tenant's credentials exist, storing new ones before anything uses them.
+
+    With `provisioner`, a tenant that has neither a secret nor a recorded isolation is
+    new, and `check_retained_data` runs before its first secret is stored.
+    """
     existing = await _driver_call(driver.read_secret(tenant.name), "SecretFailed", "DatabaseReady")
     # A lost secret (its namespace deleted by hand) must not change the isolation in force,
     # so the status's record of it wins over the requested mode.
-    in_force = tenant.status.isolation if tenant.status is not None and tenant.status.isolation else isolation
+    recorded = tenant.status.isolation if tenant.status is not None else None
+    in_force = recorded or isolation
+    if not existing and not recorded and provisioner is not None:
+        await check_retained_data(tenant, provisioner)
     data = completed_secret(existing, in_force)
     if data != existing:
         await _driver_call(driver.ensure_secret(tenant.name, data), "SecretFailed", "DatabaseReady")
     return data
+
+
+async def check_retained_data(tenant: Tenant, provisioner: Provisioner) -> None:
+    """Raise `RetainedDataExists` when database objects of the tenant's name exist, unless an admin opted in.
+
+    A deleted Tenant with deletionPolicy Retain keeps its database, schema or rows and
+    its role. A new Tenant of the same name would otherwise set a new password on that
+    role and hand the old data to its new owner.
+    """
+    annotations = tenant.metadata.annotations or {}
+    if annotations.get(ADOPT_RETAINED_DATA_ANNOTATION) == "true":
+        return
+    try:
+        modes = [mode for mode in ISOLATION_MODES if await provisioner.database_exists(tenant.name, mode)]
+    except Exception as exc:  # noqa: BLE001 - every provisioner failure becomes a condition
+        raise ReconcileError(
+            f"checking for retained data failed: {exc}", reason=_database_reason(exc), condition="DatabaseReady"
+        ) from exc
+    if modes:
+        raise RetainedDataExists(modes)
 
 
 def isolation_in_force(secret: dict[str, str], requested: str) -> str:

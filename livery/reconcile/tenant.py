@@ -122,7 +122,7 @@ async def _run_database_steps(
     """Ensure the secret and the database; return None when the app cannot run yet."""
     try:
         with parts.timed("ensure_secret"):
-            secret = await steps.ensure_secret(tenant, resolved.isolation, parts.driver)
+            secret = await steps.ensure_secret(tenant, resolved.isolation, parts.driver, parts.provisioner)
     except ReconcileError as error:
         outcome.fail(error)
         return None

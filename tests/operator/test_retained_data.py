@@ -1,0 +1,49 @@
+"""A new Tenant with the name of a deleted one whose data was retained: adopted only on request."""
+
+from __future__ import annotations
+
+from operator_support import MemoryDriver, unique_name
+
+from livery.reconcile import ReconcileSettings, reconcile_tenant
+from livery.reconcile.errors import ADOPT_RETAINED_DATA_ANNOTATION
+
+SETTINGS = ReconcileSettings(base_domain="saas.test", url_scheme="https")
+
+
+async def run(tenant, plan, driver, provisioner):
+    return await reconcile_tenant(tenant, plan, driver=driver, provisioner=provisioner, settings=SETTINGS)
+
+
+async def test_new_tenant_rejects_retained_data(make_tenant, plans, provisioner):
+    name = unique_name("kept")
+    first = await run(make_tenant(name, "pro"), plans["pro"], MemoryDriver(), provisioner)
+    assert first.status.phase == "Ready"
+    newcomer_driver = MemoryDriver()
+
+    result = await run(make_tenant(name, "pro"), plans["pro"], newcomer_driver, provisioner)
+
+    database = result.status.condition("DatabaseReady")
+    assert database.status == "False"
+    assert database.reason == "RetainedDataExists"
+    assert ADOPT_RETAINED_DATA_ANNOTATION in database.message
+    assert "schema" in database.message
+    assert name not in newcomer_driver.secrets
+    assert name not in newcomer_driver.apps
+
+
+async def test_annotation_adopts_retained_data(make_tenant, plans, provisioner):
+    name = unique_name("adopt")
+    await run(make_tenant(name, "pro"), plans["pro"], MemoryDriver(), provisioner)
+    newcomer = make_tenant(name, "pro")
+    newcomer.metadata.annotations = {ADOPT_RETAINED_DATA_ANNOTATION: "true"}
+
+    result = await run(newcomer, plans["pro"], MemoryDriver(), provisioner)
+
+    assert result.status.phase == "Ready"
+    assert result.status.condition("DatabaseReady").reason == "Provisioned"
+
+
+async def test_fresh_name_needs_no_annotation(make_tenant, plans, provisioner):
+    result = await run(make_tenant(unique_name("fresh"), "free"), plans["free"], MemoryDriver(), provisioner)
+
+    assert result.status.phase == "Ready"
