@@ -84,7 +84,9 @@ async def test_failed_batch_is_retried_with_the_same_ids(fake_api) -> None:
 
     reporter.start()
     deadline = time.monotonic() + 30
-    while not fake.requests and time.monotonic() < deadline:
+    # Wait for the reporter to process the response too: stopping while the successful request
+    # is in flight leaves the batch queued, and stop() sends it once more.
+    while (not fake.requests or reporter.pending) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     await reporter.stop()
 
