@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 import jwt
 import pytest
@@ -45,19 +46,24 @@ def test_login_token_accepted() -> None:
     assert claims.email == "owner@acme.example"
 
 
+# Tokens are made inside the test: made at collection time, they could expire before a
+# long suite reaches this test.
 @pytest.mark.parametrize(
-    ("token", "message"),
+    ("make_token", "message"),
     [
-        (login_token(key="another-login-key-0123456789abcdef"), "invalid"),
-        (login_token(tenant="globex"), "another tenant"),
-        (login_token(aud="something-else"), "invalid"),
-        (login_token(iat=int(time.time()) - 1000, exp=int(time.time()) - 600), "expired"),
-        (login_token(jti=None), "invalid"),
-        (login_token(exp=int(time.time()) + 86400), "longer than"),
-        ("not-a-token", "invalid"),
+        (lambda: login_token(key="another-login-key-0123456789abcdef"), "invalid"),
+        (lambda: login_token(tenant="globex"), "another tenant"),
+        (lambda: login_token(aud="something-else"), "invalid"),
+        (lambda: login_token(iat=int(time.time()) - 1000, exp=int(time.time()) - 600), "expired"),
+        (lambda: login_token(jti=None), "invalid"),
+        (lambda: login_token(exp=int(time.time()) + 86400), "longer than"),
+        (lambda: "not-a-token", "invalid"),
     ],
+    ids=["wrong-key", "another-tenant", "wrong-audience", "expired", "no-jti", "too-long", "garbage"],
 )
-def test_login_token_rejected(token: str, message: str) -> None:
+def test_login_token_rejected(make_token: Callable[[], str], message: str) -> None:
+    token = make_token()
+
     with pytest.raises(LoginLinkError, match=message):
         verify_login_token(token, KEY, "acme")
 
