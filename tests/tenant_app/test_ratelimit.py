@@ -44,7 +44,8 @@ async def limited_tenant(provisioner: DatabaseProvisioner) -> AsyncIterator[tupl
 
 @asynccontextmanager
 async def running_app(
-    limited_tenant: tuple[str, DatabaseInfo], tmp_path: Path, limit: int, store: LimiterStore | None = None
+    limited_tenant: tuple[str, DatabaseInfo], tmp_path: Path, limit: int, store: LimiterStore | None = None,
+    **settings_values,
 ) -> AsyncIterator:
     name, info = limited_tenant
     config = tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.json"
@@ -52,7 +53,9 @@ async def running_app(
         name, isolation="shared", owner_email=f"owner@{name}.example", limits={"apiRequestsPerMinute": limit}
     )
     config.write_text(json.dumps(document))
-    settings = app_settings(config, name, database_url=info.app_url, isolation="shared", files_dir=tmp_path)
+    settings = app_settings(
+        config, name, database_url=info.app_url, isolation="shared", files_dir=tmp_path, **settings_values
+    )
     app = create_app(settings, storage=object(), limiter_store=store or MemoryLimiterStore())
     async with app.router.lifespan_context(app):
         yield app
@@ -124,6 +127,19 @@ async def test_failed_authentications_limited_per_address(limited_tenant, tmp_pa
     assert int(limited.headers["retry-after"]) >= 1
     assert "failed API authentications" in limited.json()["error"]["message"]
     assert other_address.status_code == 401
+
+
+async def test_failed_authentications_counted_per_forwarded_address(limited_tenant, tmp_path: Path) -> None:
+    async with running_app(limited_tenant, tmp_path, limit=1000, trusted_proxies="127.0.0.1") as app:
+        await start_of_window()
+        async with client_of(app) as proxy:
+            behind = {**BAD_KEY, "X-Forwarded-For": "198.51.100.1"}
+            statuses = [(await proxy.get(API_PATH, headers=behind)).status_code
+                        for _ in range(FAILED_AUTHENTICATIONS_PER_MINUTE + 1)]
+            other_client = await proxy.get(API_PATH, headers={**BAD_KEY, "X-Forwarded-For": "198.51.100.2"})
+
+    assert statuses[-1] == 429
+    assert other_client.status_code == 401
 
 
 async def test_rejections_are_counted_in_metrics(limited_tenant, tmp_path: Path) -> None:
