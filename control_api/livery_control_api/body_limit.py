@@ -3,7 +3,7 @@
 A request whose Content-Length is over the limit gets 413 at once. A body
 without Content-Length (chunked) is counted as it arrives, and the read that
 crosses the limit raises a 413 `HTTPException`, so the app's error handlers
-return the usual error shape and no route ever holds more than the limit.
+return the usual error shape and no route reads more than the limit.
 """
 
 from __future__ import annotations

@@ -113,6 +113,8 @@ async def sign_up(
         account = Account(id=str(uuid.uuid4()), email=email, password_hash=await context.passwords.hash(request.password))
         session.add(account)
     elif not await check_password_limited(context, keys, account.password_hash, request.password):
+        # NOTE: this answer tells that the email has an account, at the sign-in rate limit. Hiding it
+        # needs a confirmation email before a tenant is added to an existing account.
         raise Conflict(
             f"an account with {email} exists already; sign in with its password to add a tenant", field="email",
             code="account_exists",

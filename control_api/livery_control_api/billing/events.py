@@ -192,8 +192,8 @@ async def _is_current_subscription(session: AsyncSession, tenant: str, subscript
 
     That is the tenant's recorded subscription, or any subscription while the
     tenant has none or its recorded one has ended. An event of an older
-    subscription, a cancellation say, must not downgrade a tenant that now
-    pays on a newer one.
+    subscription, such as its cancellation, must not downgrade a tenant that
+    now pays on a newer one.
     """
     billing = await session.get(TenantBilling, tenant)
     if billing is None or billing.subscription_id is None or billing.subscription_id == subscription_id:
