@@ -563,3 +563,21 @@ async def test_old_subscription_payment_failure_is_ignored(stripe_api):
     assert response.status_code == 200
     assert response.json()["outcome"] == "ignored"
     assert (await billing_row(stripe_api, tenant)).grace_until is None
+
+
+async def test_upgrade_checkout_after_new_subscription_event(stripe_api):
+    tenant, customer, old_subscription = await provisioned_paid_tenant(stripe_api)
+    now = int(time.time())
+    active = subscription_object(old_subscription, customer, "active", PRO_PRICE, tenant, now - 100)
+    await post_event(stripe_api, stripe_event("customer.subscription.updated", active, now - 90))
+    new_subscription = f"sub_{uuid.uuid4().hex[:14]}"
+    paying = subscription_object(new_subscription, customer, "active", ENTERPRISE_PRICE, tenant, now - 60)
+    early = await post_event(stripe_api, stripe_event("customer.subscription.created", paying, now - 60))
+    upgrade = checkout_completed(tenant, customer, new_subscription, plan="enterprise")
+
+    response = await post_event(stripe_api, stripe_event("checkout.session.completed", upgrade, now - 50))
+
+    assert early.json()["outcome"] == "ignored"
+    assert response.status_code == 200
+    assert (await stripe_api.context.store.get_tenant(tenant)).spec.plan == "enterprise"
+    assert (await billing_row(stripe_api, tenant)).subscription_id == new_subscription

@@ -135,16 +135,21 @@ async def _checkout_completed(context: AppContext, session: AsyncSession, checko
     subscription_id = _id_of(checkout.get("subscription"))
     if await is_retired(session, subscription_id):
         return "stale"
-    if await complete_paid_signup(context, session, tenant, customer_id, subscription_id):
+    signup = await session.get(Signup, tenant)
+    if signup is not None and signup.state != "complete":
+        await complete_paid_signup(context, session, tenant, customer_id, subscription_id)
         record_audit(session, ACTOR, "billing.checkout_completed", tenant, subscription=subscription_id)
         return "applied"
 
-    # A Checkout for an upgrade of an existing tenant.
+    # A Checkout for an upgrade of an existing tenant, or a repeat of its signup's Checkout.
     if not await _tenant_exists(context, tenant):
         return "unmapped"
     billing = await _billing_row(session, tenant)
     billing.customer_id = customer_id or billing.customer_id
-    billing.subscription_id = subscription_id or billing.subscription_id
+    if subscription_id and subscription_id != billing.subscription_id:
+        # The paid Checkout's subscription replaces the old one, whose later events are then ignored.
+        billing.subscription_id = subscription_id
+        billing.subscription_status = "active"
     plan_name = (checkout.get("metadata") or {}).get("plan")
     plan = await _plan_or_none(context, plan_name) if plan_name else None
     if plan is not None:
