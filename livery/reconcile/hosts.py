@@ -74,7 +74,7 @@ def assign_hosts(claims: Mapping[str, Iterable[HostClaim]]) -> dict[str, str]:
 
 @dataclass
 class HostSplit:
-    """The hosts one tenant asked for, sorted by whether it may serve them."""
+    """The hosts one tenant requests, sorted by whether it may serve them."""
 
     served: list[str] = field(default_factory=list)
     # Custom domains that another tenant holds: host -> holder.
