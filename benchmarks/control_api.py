@@ -37,6 +37,7 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIGNUPS = 300
+SEQUENTIAL_SIGNUPS = 60
 WEBHOOK_EVENTS = 1000
 CONCURRENCY = 8
 HASH_SAMPLES = 20
@@ -189,12 +190,14 @@ def measure_hash() -> tuple[list[float], list[float]]:
     return wall, cpu
 
 
-def measure(database: str, extra_env: dict[str, str], requests: list[dict]) -> tuple[list[float], float, list[int]]:
+def measure(
+    database: str, extra_env: dict[str, str], requests: list[dict], concurrency: int = CONCURRENCY
+) -> tuple[list[float], float, list[int]]:
     process, url = start_server(database, extra_env)
     try:
         # A short warm-up fills the connection pools before timing starts.
-        asyncio.run(run_load(url, requests[:CONCURRENCY], CONCURRENCY))
-        return asyncio.run(run_load(url, requests[CONCURRENCY:], CONCURRENCY))
+        asyncio.run(run_load(url, requests[:CONCURRENCY], concurrency))
+        return asyncio.run(run_load(url, requests[CONCURRENCY:], concurrency))
     finally:
         stop_server(process)
 
@@ -212,6 +215,8 @@ def main() -> None:
         asyncio.run(load_plans(database))
         hashes, hash_cpu = measure_hash()
         production = measure(database, {}, signup_requests(SIGNUPS + CONCURRENCY))
+        # One client at a time shows the latency of a signup without queueing behind other hashes.
+        sequential = measure(database, {}, signup_requests(SEQUENTIAL_SIGNUPS + CONCURRENCY), concurrency=1)
         cheap = measure(database, CHEAPEST_HASH, signup_requests(SIGNUPS + CONCURRENCY))
         stripe_env = {"LIVERY_STRIPE_API_KEY": "sk_test_benchmark", "LIVERY_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
                       "LIVERY_STRIPE_API_BASE": "http://127.0.0.1:9"}
@@ -232,6 +237,7 @@ def main() -> None:
     print("| load | requests | 2xx | per second | p50 ms | p99 ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     print(row("signup, production argon2id", *production))
+    print(row("signup, production argon2id, one client at a time", *sequential))
     print(row("signup, cheapest argon2id (path apart from hashing)", *cheap))
     print(row("Stripe webhook acknowledgement", *webhooks))
 
