@@ -1,7 +1,7 @@
 """Settings shared by every program, read from `LIVERY_*` environment variables.
 
 Each program subclasses `CommonSettings` with its own fields and builds it once
-at start-up; an invalid value stops the program with a message naming the
+at start-up. An invalid value stops the program with a message naming the
 variable.
 """
 
@@ -30,7 +30,7 @@ class CommonSettings(BaseSettings):
         default=None, description="Control database URL; unset means the embedded PostgreSQL."
     )
     tenant_database_url: SecretStr | None = Field(
-        default=None, description="Admin URL of the server that holds tenant databases; unset means the control server."
+        default=None, description="Admin URL of the server with the tenant databases; unset means the control server."
     )
     s3_bucket: str | None = Field(default=None, description="S3 bucket for files; unset means a local folder.")
     s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint for MinIO and other S3 servers.")

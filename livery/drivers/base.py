@@ -3,7 +3,7 @@
 The reconcile steps in `livery.reconcile` decide *what* a tenant needs and
 call a `Driver` to make it so. The Kubernetes driver (in the operator) turns
 each call into Kubernetes objects; the local driver runs `livery tenant-app`
-processes and writes gateway routes. No step knows which driver it has.
+processes and writes gateway routes. No step depends on which driver runs it.
 
 Every method is idempotent: calling it again with the same arguments changes
 nothing, and calling it after a crash half-way finishes the job.
@@ -26,7 +26,7 @@ SECRET_USAGE_TOKEN = "LIVERY_USAGE_TOKEN"
 
 @dataclass(frozen=True)
 class AppSpec:
-    """What the tenant app should run as: everything a driver needs to start or update it."""
+    """The desired state of a tenant app: everything a driver needs to start or update it."""
 
     tenant: str
     replicas: int
@@ -39,7 +39,7 @@ class AppSpec:
 
 @dataclass(frozen=True)
 class AppState:
-    """What the driver observed of the app."""
+    """The observed state of a tenant app."""
 
     desired_replicas: int
     available_replicas: int
@@ -52,7 +52,7 @@ class AppState:
 
 @dataclass(frozen=True)
 class RouteSpec:
-    """Where the tenant is served: every host, in order, the primary host first."""
+    """The routing of a tenant: every host, in order, the primary host first."""
 
     tenant: str
     hosts: list[str]
@@ -80,7 +80,7 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     async def ensure_secret(self, tenant: str, data: dict[str, str]) -> None:
-        """Create or update the tenant's secret so that it holds exactly `data`."""
+        """Create or update the tenant's secret so that it contains exactly `data`."""
 
     @abc.abstractmethod
     async def ensure_config(self, tenant: str, config: dict[str, Any]) -> None:
@@ -88,7 +88,7 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     async def ensure_app(self, spec: AppSpec) -> AppState:
-        """Run the tenant app as `spec` says (zero replicas stops it) and return what is running."""
+        """Run the tenant app as `spec` describes (zero replicas stops it) and return what is running."""
 
     @abc.abstractmethod
     async def ensure_routing(self, route: RouteSpec) -> None:

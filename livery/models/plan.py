@@ -59,7 +59,7 @@ class Features(SpecModel):
 
 
 class PlanBilling(SpecModel):
-    """What a plan costs and which Stripe price charges for it."""
+    """The price of a plan and the Stripe price that charges for it."""
 
     stripe_price_id: Annotated[str, STRIPE_PRICE_ID] | None = Field(
         default=None, description="Stripe Price that Checkout subscribes to; unset for a free plan."
@@ -78,7 +78,7 @@ class PlanSpec(SpecModel):
 
 
 class PlanStatus(SpecModel):
-    """What the operator reports about a Plan."""
+    """The observed state of a Plan, written by the operator."""
 
     tenants: int | None = Field(default=None, ge=0, description="Tenants on this plan.")
     observed_generation: int | None = Field(default=None, ge=0)

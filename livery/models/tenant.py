@@ -48,7 +48,7 @@ class Owner(SpecModel):
 
 
 class Branding(SpecModel):
-    """How the tenant's app looks. Every field falls back to the app's default when unset."""
+    """The look of the tenant's app. Every unset field falls back to the app's default."""
 
     product_name: Annotated[str, DISPLAY_NAME] | None = Field(default=None, description="Name shown in the app.")
     logo_url: Annotated[str, ASSET_URL] | None = Field(default=None, description="https URL or /branding/ path.")
@@ -115,16 +115,16 @@ class Condition(SpecModel):
 
 
 class DatabaseStatus(SpecModel):
-    """Where the tenant's data lives. Names only, never credentials."""
+    """The location of the tenant's data: names only, never credentials."""
 
     name: str | None = Field(default=None, description="PostgreSQL database.")
     schema_: str | None = Field(default=None, alias="schema", description="PostgreSQL schema.")
     role: str | None = Field(default=None, description="Login role the app connects as.")
-    secret_name: str | None = Field(default=None, description="Secret that holds the database URL.")
+    secret_name: str | None = Field(default=None, description="Secret that contains the database URL.")
 
 
 class TenantStatus(SpecModel):
-    """What the operator observed. Only the operator writes it."""
+    """The observed state of a tenant, written only by the reconciler."""
 
     phase: Phase | None = None
     conditions: list[Condition] | None = None
