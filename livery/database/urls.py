@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from sqlalchemy.engine import URL, make_url
 
@@ -48,14 +48,39 @@ def parse_admin_url(url: str) -> URL:
     return parsed.set(drivername="postgresql")
 
 
-def render(url: URL) -> str:
-    """Return `url` as a libpq connection URI, password included."""
-    return url.render_as_string(hide_password=False)
+def render(url: URL, *, hide_password: bool = False) -> str:
+    """Return `url` as a libpq connection URI, password included unless `hide_password`.
+
+    libpq percent-decodes every part of a URI and reads `+` as a plus sign, so
+    each part is percent-encoded with `%20` for a space. SQLAlchemy's
+    `render_as_string` (2.1) writes a query space as `+` and leaves spaces in the
+    user info and database name as they are, which libpq reads wrongly or rejects.
+    """
+    authority = ""
+    if url.username is not None:
+        authority = _quote(url.username)
+        if url.password is not None:
+            authority += ":" + ("***" if hide_password else _quote(str(url.password)))
+        authority += "@"
+    if url.host is not None:
+        authority += f"[{url.host}]" if ":" in url.host else _quote(url.host)
+    if url.port is not None:
+        authority += f":{url.port}"
+    uri = f"{url.drivername}://{authority}"
+    if url.database is not None:
+        uri += "/" + _quote(url.database)
+    if url.query:
+        uri += "?" + urlencode(sorted(url.query.items()), doseq=True, quote_via=quote)
+    return uri
+
+
+def _quote(part: str) -> str:
+    return quote(part, safe="")
 
 
 def describe(url: URL) -> str:
     """Return `url` with its password masked and only the server parameters of its query, for messages."""
-    return server_only(url).render_as_string(hide_password=True)
+    return render(server_only(url), hide_password=True)
 
 
 def server_only(url: URL) -> URL:
@@ -77,4 +102,6 @@ def libpq_parameters(url: URL) -> tuple[str, dict[str, str]]:
     environment = {}
     if url.password is not None:
         environment["PGPASSWORD"] = str(url.password)
-    return url.set(password=None).render_as_string(hide_password=False), environment
+    # `URL.set(password=None)` keeps the password (None means "unchanged"), so the
+    # namedtuple's `_replace` removes it.
+    return render(url._replace(password=None)), environment
