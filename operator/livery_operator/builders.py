@@ -22,6 +22,8 @@ from .settings import OperatorSettings
 CHECKSUM_ANNOTATION = "livery.dev/config-checksum"
 SUSPENDED_ANNOTATION = "livery.dev/suspended"
 CERT_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
+# The app pod meets the "restricted" Pod Security Standard, so its namespace enforces it.
+POD_SECURITY_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 SERVICE_PORT = 80
 # ExternalName Service that a suspended tenant's Ingress routes to, an alias of the control API's Service.
 SUSPENSION_SERVICE_NAME = "tenant-suspended"
@@ -40,10 +42,12 @@ def _metadata(tenant: str, name: str, component: str | None = None) -> dict[str,
 
 
 def namespace(tenant: str) -> dict[str, Any]:
+    """Build the tenant's Namespace, where Pod Security admission enforces the restricted profile."""
+    labels = {**naming.labels(tenant), POD_SECURITY_ENFORCE_LABEL: "restricted"}
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": naming.namespace_name(tenant), "labels": naming.labels(tenant)},
+        "metadata": {"name": naming.namespace_name(tenant), "labels": labels},
     }
 
 

@@ -1,4 +1,4 @@
-"""Fields of tenant objects that must match what the operator builds exactly.
+"""Fields of tenant objects that the operator puts back when they drift.
 
 Server-side apply changes only the fields the operator sets, and `contains()`
 compares only those, so a field added by hand (or by another field manager)
@@ -7,6 +7,21 @@ would stay forever: a `matchLabels` that narrows a NetworkPolicy to no pod,
 on the Ingress. For the fields listed here a live value that differs from the
 built one, added fields included, is put back with a JSON patch that replaces
 or removes it.
+
+Labels and annotations follow these rules:
+
+- On every managed object, each `livery.dev/*` label and annotation must equal
+  the built one. One the operator does not set is removed.
+- On the tenant Namespace, each `pod-security.kubernetes.io/*` label must equal
+  the built one (`enforce: restricted`), so no edit can relax Pod Security
+  admission for the tenant's pods.
+- The Deployment's pod template labels must equal the built ones exactly,
+  because one label more or less makes a Service or a NetworkPolicy select or
+  miss the pods. Its pod template annotations must too, apart from
+  `kubectl.kubernetes.io/restartedAt`, which `kubectl rollout restart` sets.
+- The Service's `spec.selector` must equal the built one.
+- Any other label or annotation, such as `team: payments` added for an
+  admin's own tooling, stays.
 
 Values the API server fills in by default are not drift: before comparing,
 empty maps and lists, null and false are dropped. The NetworkPolicy spec is
@@ -38,12 +53,20 @@ POD_SECURITY_FIELDS = (
 # Pod spec lists compared by item name, because the API server adds defaults inside each item.
 POD_NAMED_LISTS = ("containers", "volumes")
 POD_SPEC = ("spec", "template", "spec")
+POD_METADATA = ("spec", "template", "metadata")
+# Prefixes of label and annotation keys that must match the built object on every kind.
+MANAGED_KEY_PREFIXES = ("livery.dev/",)
+# Prefixes of Namespace label keys that must match the built Namespace.
+NAMESPACE_LABEL_PREFIXES = ("pod-security.kubernetes.io/",)
+# Pod template annotations that other tools may set and the operator keeps.
+KEPT_POD_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/restartedAt"})
 
 Path = tuple[str, ...]
 # Paths compared after dropping empty values, by kind.
 EXACT_PATHS: dict[str, tuple[Path, ...]] = {
     "Ingress": (("metadata", "annotations"), ("spec",)),
-    "Deployment": tuple(POD_SPEC + (field,) for field in POD_SECURITY_FIELDS),
+    "Deployment": (POD_METADATA + ("labels",), *(POD_SPEC + (field,) for field in POD_SECURITY_FIELDS)),
+    "Service": (("spec", "selector"),),
 }
 # Paths compared value for value, by kind.
 RAW_PATHS: dict[str, tuple[Path, ...]] = {
@@ -52,9 +75,9 @@ RAW_PATHS: dict[str, tuple[Path, ...]] = {
 
 
 def restore_operations(live: dict[str, Any], desired: dict[str, Any]) -> list[dict[str, Any]]:
-    """Return the JSON patch operations that put the exactly compared fields of `live` back to `desired`."""
+    """Return the JSON patch operations that put the drift-checked fields of `live` back to `desired`."""
     kind = desired.get("kind", "")
-    operations: list[dict[str, Any]] = []
+    operations = _restore_metadata(live, desired, kind)
     for path in EXACT_PATHS.get(kind, ()):
         operations.extend(_restore(_get(live, path), _get(desired, path), path, same=_same))
     for path in RAW_PATHS.get(kind, ()):
@@ -64,7 +87,45 @@ def restore_operations(live: dict[str, Any], desired: dict[str, Any]) -> list[di
             path = POD_SPEC + (field,)
             operations.extend(_restore(_get(live, path), _get(desired, path), path, same=_same_names))
         operations.extend(_restore_container_security(live, desired))
+        operations.extend(_restore_pod_annotations(live, desired))
     return operations
+
+
+def _restore_metadata(live: dict[str, Any], desired: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """Return operations that reset the protected label and annotation keys of the object's metadata."""
+    label_prefixes = MANAGED_KEY_PREFIXES + (NAMESPACE_LABEL_PREFIXES if kind == "Namespace" else ())
+    operations = _restore_keys(live, desired, ("metadata", "labels"), label_prefixes)
+    operations.extend(_restore_keys(live, desired, ("metadata", "annotations"), MANAGED_KEY_PREFIXES))
+    return operations
+
+
+def _restore_keys(
+    live: dict[str, Any], desired: dict[str, Any], path: Path, prefixes: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Return operations that make the keys of the map at `path` that start with one of `prefixes` match."""
+    live_map = _get(live, path)
+    desired_map = _get(desired, path) or {}
+    expected = {key: value for key, value in desired_map.items() if key.startswith(prefixes)}
+    if not isinstance(live_map, dict):
+        # With no map to patch key by key, the server-side apply that follows adds the whole built map.
+        return []
+    operations: list[dict[str, Any]] = []
+    for key in sorted(live_map):
+        if key.startswith(prefixes) and key not in expected:
+            operations.append({"op": "remove", "path": _pointer(path + (key,))})
+    for key, value in sorted(expected.items()):
+        if live_map.get(key) != value:
+            operations.append({"op": "add", "path": _pointer(path + (key,)), "value": value})
+    return operations
+
+
+def _restore_pod_annotations(live: dict[str, Any], desired: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return an operation that resets the pod template annotations, keeping those in `KEPT_POD_ANNOTATIONS`."""
+    path = POD_METADATA + ("annotations",)
+    live_map = _get(live, path) or {}
+    tool_annotations = {key: value for key, value in live_map.items() if key in KEPT_POD_ANNOTATIONS}
+    expected = {**(_get(desired, path) or {}), **tool_annotations}
+    return _restore(live_map or None, expected, path, same=_same)
 
 
 def _restore(live_value: Any, desired_value: Any, path: Path, *, same: Any) -> list[dict[str, Any]]:
@@ -83,11 +144,11 @@ def _restore_container_security(live: dict[str, Any], desired: dict[str, Any]) -
     desired_by_name = {item.get("name"): item for item in _get(desired, POD_SPEC + ("containers",)) or []}
     operations: list[dict[str, Any]] = []
     for index, container in enumerate(live_containers):
-        wanted = desired_by_name.get(container.get("name"))
-        if wanted is None:
+        expected = desired_by_name.get(container.get("name"))
+        if expected is None:
             continue
         path = POD_SPEC + ("containers", str(index), "securityContext")
-        operations.extend(_restore(container.get("securityContext"), wanted.get("securityContext"), path, same=_same))
+        operations.extend(_restore(container.get("securityContext"), expected.get("securityContext"), path, same=_same))
     return operations
 
 

@@ -26,7 +26,14 @@ APP = AppSpec(
 
 def built_objects() -> list[dict]:
     route = RouteSpec(tenant="acme", hosts=["acme.saas.test"], suspended=False)
-    return [builders.deployment(APP, SETTINGS), builders.network_policy("acme", SETTINGS), builders.ingress(route, SETTINGS)]
+    return [
+        builders.namespace("acme"),
+        builders.config_map("acme", {"tenant": "acme"}),
+        builders.service("acme", SETTINGS),
+        builders.deployment(APP, SETTINGS),
+        builders.network_policy("acme", SETTINGS),
+        builders.ingress(route, SETTINGS),
+    ]
 
 
 @pytest.mark.parametrize("desired", built_objects(), ids=lambda obj: obj["kind"])
@@ -94,3 +101,124 @@ def test_network_policy_empty_selector_counts():
     operations = restore_operations(live, desired)
 
     assert operations == [{"op": "add", "path": "/spec", "value": desired["spec"]}]
+
+
+def test_relaxed_pod_security_label_is_reset():
+    desired = builders.namespace("acme")
+    live = copy.deepcopy(desired)
+    live["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
+
+    operations = restore_operations(live, desired)
+
+    assert operations == [
+        {"op": "add", "path": "/metadata/labels/pod-security.kubernetes.io~1enforce", "value": "restricted"}
+    ]
+
+
+def test_added_pod_security_label_is_removed():
+    desired = builders.namespace("acme")
+    live = copy.deepcopy(desired)
+    live["metadata"]["labels"]["pod-security.kubernetes.io/enforce-version"] = "v1.20"
+
+    operations = restore_operations(live, desired)
+
+    assert operations == [{"op": "remove", "path": "/metadata/labels/pod-security.kubernetes.io~1enforce-version"}]
+
+
+def test_admin_labels_stay():
+    route = RouteSpec(tenant="acme", hosts=["acme.saas.test"], suspended=False)
+    for desired in (builders.namespace("acme"), builders.deployment(APP, SETTINGS), builders.ingress(route, SETTINGS)):
+        live = copy.deepcopy(desired)
+        live["metadata"]["labels"]["team"] = "payments"
+        live["metadata"].setdefault("annotations", {})
+        if desired["kind"] != "Ingress":
+            live["metadata"]["annotations"]["example.com/owner"] = "payments"
+
+        assert restore_operations(live, desired) == [], desired["kind"]
+
+
+@pytest.mark.parametrize("field", ["labels", "annotations"])
+def test_added_livery_key_is_removed(field):
+    desired = builders.config_map("acme", {"tenant": "acme"})
+    live = copy.deepcopy(desired)
+    live["metadata"].setdefault(field, {})["livery.dev/suspended"] = "true"
+
+    operations = restore_operations(live, desired)
+
+    assert operations == [{"op": "remove", "path": f"/metadata/{field}/livery.dev~1suspended"}]
+
+
+def test_changed_tenant_label_is_reset():
+    desired = builders.namespace("acme")
+    live = copy.deepcopy(desired)
+    live["metadata"]["labels"][naming.TENANT_LABEL] = "globex"
+
+    operations = restore_operations(live, desired)
+
+    assert operations == [{"op": "add", "path": "/metadata/labels/livery.dev~1tenant", "value": "acme"}]
+
+
+def test_added_pod_label_is_removed():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["template"]["metadata"]["labels"]["role"] = "database-client"
+
+    operations = restore_operations(live, desired)
+
+    assert operations == [
+        {
+            "op": "add",
+            "path": "/spec/template/metadata/labels",
+            "value": desired["spec"]["template"]["metadata"]["labels"],
+        }
+    ]
+
+
+def test_added_pod_annotation_is_removed():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["template"]["metadata"]["annotations"]["container.apparmor.security.beta.kubernetes.io/app"] = "unconfined"
+
+    operations = restore_operations(live, desired)
+
+    assert operations == [
+        {
+            "op": "add",
+            "path": "/spec/template/metadata/annotations",
+            "value": desired["spec"]["template"]["metadata"]["annotations"],
+        }
+    ]
+
+
+def test_rollout_restart_annotation_stays():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] = "2026-12-04T22:00:00Z"
+
+    assert restore_operations(live, desired) == []
+
+
+def test_restart_annotation_survives_checksum_reset():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    annotations = live["spec"]["template"]["metadata"]["annotations"]
+    annotations["kubectl.kubernetes.io/restartedAt"] = "2026-12-04T22:00:00Z"
+    annotations[builders.CHECKSUM_ANNOTATION] = "edited"
+
+    (operation,) = restore_operations(live, desired)
+
+    assert operation["path"] == "/spec/template/metadata/annotations"
+    assert operation["value"] == {
+        builders.CHECKSUM_ANNOTATION: "abc123",
+        "kubectl.kubernetes.io/restartedAt": "2026-12-04T22:00:00Z",
+    }
+
+
+def test_service_selector_is_reset():
+    desired = builders.service("acme", SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["selector"]["tier"] = "none"
+
+    operations = restore_operations(live, desired)
+
+    assert operations == [{"op": "add", "path": "/spec/selector", "value": desired["spec"]["selector"]}]

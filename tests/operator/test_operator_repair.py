@@ -13,7 +13,7 @@ from psycopg import sql
 from test_operator_e2e import create_ready_tenant, operator, provisioner_probe  # noqa: F401 - fixtures
 
 from livery import naming
-from livery_operator.builders import NETWORK_POLICY_NAME
+from livery_operator.builders import NETWORK_POLICY_NAME, POD_SECURITY_ENFORCE_LABEL
 
 DROP_BY_HAND = {
     "database": ("enterprise", "DROP DATABASE {} WITH (FORCE)", None),
@@ -54,6 +54,24 @@ HAND_EDITS = {
         {"spec": {"template": {"spec": {"hostNetwork": True}}}},
         lambda obj: "hostNetwork" not in obj["spec"]["template"]["spec"],
     ),
+    "pod-label": (
+        "deployments",
+        naming.APP_NAME,
+        {"spec": {"template": {"metadata": {"labels": {"role": "database-client"}}}}},
+        lambda obj: "role" not in obj["spec"]["template"]["metadata"]["labels"],
+    ),
+    "service-selector": (
+        "services",
+        naming.APP_NAME,
+        {"spec": {"selector": {"tier": "none"}}},
+        lambda obj: "tier" not in obj["spec"]["selector"],
+    ),
+    "livery-annotation": (
+        "configmaps",
+        naming.APP_CONFIG_NAME,
+        {"metadata": {"annotations": {"livery.dev/suspended": "true"}}},
+        lambda obj: "livery.dev/suspended" not in (obj["metadata"].get("annotations") or {}),
+    ),
     "ingress-snippet": (
         "ingresses",
         naming.APP_NAME,
@@ -74,3 +92,25 @@ def test_added_field_is_removed(edit, kube, operator):
     assert not restored(edited)
 
     wait_for(lambda: restored(kube.get(resource, object_name, namespace)), timeout=30, message=f"{edit} undone")
+
+
+def test_namespace_security_label_is_reset(kube, operator):
+    name = unique_name("psa")
+    create_ready_tenant(kube, name, "pro")
+    namespace = naming.namespace_name(name)
+    edit = {
+        POD_SECURITY_ENFORCE_LABEL: "privileged",
+        "pod-security.kubernetes.io/warn": "privileged",
+        "team": "payments",
+    }
+
+    edited = kube.patch("namespaces", namespace, {"metadata": {"labels": edit}})
+    assert edited["metadata"]["labels"][POD_SECURITY_ENFORCE_LABEL] == "privileged"
+
+    def labels() -> dict[str, str]:
+        return kube.get("namespaces", namespace)["metadata"]["labels"]
+
+    wait_for(lambda: labels()[POD_SECURITY_ENFORCE_LABEL] == "restricted", timeout=30, message="enforce label reset")
+    assert "pod-security.kubernetes.io/warn" not in labels()
+    assert labels()["team"] == "payments"
+    assert labels()[naming.TENANT_LABEL] == name
