@@ -19,6 +19,7 @@ from livery.store.base import ResourceStore
 
 from .billing.provider import BillingProvider
 from .metrics import Metrics
+from .plan_cache import PlanCache
 from .ratelimit import LoginLimiter, RedisLoginLimiter
 from .security import PasswordHashing
 from .settings import ControlApiSettings
@@ -104,8 +105,10 @@ class AppContext:
     metrics: Metrics = field(default_factory=Metrics)
     limiter: LoginLimiter | RedisLoginLimiter | None = None
     passwords: PasswordHashing | None = None
+    plans: PlanCache = field(init=False)
 
     def __post_init__(self) -> None:
+        self.plans = PlanCache(self.store, self.settings.plan_cache_seconds)
         if self.limiter is None:
             limit = self.settings.login_attempts_per_minute
             redis_url = self.settings.redis_url

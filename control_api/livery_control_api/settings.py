@@ -75,6 +75,10 @@ class ControlApiSettings(CommonSettings):
         default=5, ge=0, le=300,
         description="Seconds the hosts of suspended tenants are cached for the suspension page; 0 reads them on every request.",
     )
+    plan_cache_seconds: float = Field(
+        default=5, ge=0, le=300,
+        description="Seconds a plan read for a signup is reused; 0 reads it on every signup.",
+    )
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> "ControlApiSettings":

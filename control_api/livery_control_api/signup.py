@@ -14,14 +14,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livery.models.plan import Plan
 from livery.models.rules import TENANT_NAME
 from livery.models.tenant import Tenant, reserved_name_reason
-from livery.store.base import CONTROL_API_FIELD_MANAGER, NotFound as StoreNotFound, ResourceStore
+from livery.store.base import AlreadyExists as StoreAlreadyExists
+from livery.store.base import CONTROL_API_FIELD_MANAGER, ResourceStore
+from livery.store.base import NotFound as StoreNotFound
 
 from .audit import record_audit
 from .billing.provider import BillingError
@@ -32,20 +34,26 @@ from .errors import Conflict, InvalidInput, PaymentRequired, Unavailable
 from .ratelimit import check_password_limited
 from .schemas import NameCheck, SignupRequest
 from .security import new_token, token_digest
-from .tables import Account, EmailVerificationToken, Membership, Signup, TenantBilling
+from .signup_rows import insert_signup_rows
+from .tables import Account, Signup, TenantBilling
 
 logger = logging.getLogger("livery.control_api.signup")
 
 VERIFICATION_HOURS = 48
 
 
-async def check_tenant_name(
-    name: str, store: ResourceStore, session: AsyncSession, *, signup_checked: bool = False
-) -> NameCheck:
-    """Return whether `name` can be signed up, with distinct reasons for invalid, reserved and taken names.
+async def check_tenant_name(name: str, store: ResourceStore, session: AsyncSession) -> NameCheck:
+    """Return whether `name` can be signed up, with distinct reasons for invalid, reserved and taken names."""
+    problem = name_problem(name)
+    if problem is not None:
+        return problem
+    if await session.get(Signup, name) is not None or await _tenant_exists(store, name):
+        return _taken(name)
+    return NameCheck(name=name, available=True, message=f"{name!r} is available.")
 
-    `signup_checked` skips the signups table when the caller has just read it.
-    """
+
+def name_problem(name: str) -> NameCheck | None:
+    """Return why `name` breaks the Tenant name rules or is reserved, or None when it does neither."""
     try:
         TENANT_NAME.check(name)
     except Exception as exc:  # pydantic_core.PydanticCustomError carries the rule text
@@ -54,10 +62,11 @@ async def check_tenant_name(
     reason = reserved_name_reason(name)
     if reason is not None:
         return NameCheck(name=name, available=False, reason="reserved", message=f"Tenant name {name!r} {reason}.")
-    signup_exists = not signup_checked and await session.get(Signup, name) is not None
-    if signup_exists or await _tenant_exists(store, name):
-        return NameCheck(name=name, available=False, reason="taken", message=f"Tenant name {name!r} is already taken.")
-    return NameCheck(name=name, available=True, message=f"{name!r} is available.")
+    return None
+
+
+def _taken(name: str) -> NameCheck:
+    return NameCheck(name=name, available=False, reason="taken", message=f"Tenant name {name!r} is already taken.")
 
 
 async def _tenant_exists(store: ResourceStore, name: str) -> bool:
@@ -100,18 +109,23 @@ async def sign_up(
     if existing is not None:
         return await _repeat(context, session, existing, email, request.password, keys)
 
-    check = await check_tenant_name(request.tenant, context.store, session, signup_checked=True)
-    if not check.available:
-        error = Conflict if check.reason == "taken" else InvalidInput
-        raise error(check.message, field="tenant", code=f"name_{check.reason}")
+    problem = name_problem(request.tenant)
+    if problem is not None:
+        raise InvalidInput(problem.message, field="tenant", code=f"name_{problem.reason}")
     plan = await _plan_for_signup(context, request.plan)
+    paid = plan.spec.billing.stripe_price_id is not None
+    # A free signup learns that an existing Tenant holds the name when it creates its own, which
+    # also closes the race with an admin creating one. A paid one must know before the Checkout.
+    if paid and await _tenant_exists(context.store, request.tenant):
+        raise _name_taken(request.tenant)
     # The name is free, so billing state under it belongs to a deleted tenant (deleted with kubectl, say).
     await retire_billing(session, request.tenant, "signup")
 
     account = await session.scalar(select(Account).where(Account.email == email))
+    new_account = account is None
     if account is None:
-        account = Account(id=str(uuid.uuid4()), email=email, password_hash=await context.passwords.hash(request.password))
-        session.add(account)
+        password_hash = await context.passwords.hash(request.password)
+        account = Account(id=str(uuid.uuid4()), email=email, password_hash=password_hash, token_version=0)
     elif not await check_password_limited(context, keys, account.password_hash, request.password):
         # NOTE: this answer tells that the email has an account, at the sign-in rate limit. Hiding it
         # needs a confirmation email before a tenant is added to an existing account.
@@ -120,22 +134,16 @@ async def sign_up(
             code="account_exists",
         )
 
-    paid = plan.spec.billing.stripe_price_id is not None
     signup = Signup(
         tenant=request.tenant, email=email, display_name=request.display_name, plan=plan.name,
         account_id=account.id, state="pending_payment" if paid else "complete",
     )
-    session.add(signup)
-    session.add(Membership(account_id=account.id, tenant=request.tenant, role="owner"))
     verification = new_token()
-    session.add(
-        EmailVerificationToken(
-            token_hash=token_digest(verification), account_id=account.id,
+    try:
+        await insert_signup_rows(
+            session, signup, account, new_account=new_account, token_hash=token_digest(verification),
             expires_at=utcnow() + timedelta(hours=VERIFICATION_HOURS),
         )
-    )
-    try:
-        await session.flush()
     except IntegrityError:
         # A concurrent signup for the same tenant name or email won the race.
         await session.rollback()
@@ -168,7 +176,7 @@ async def _repeat(
 
 async def _plan_for_signup(context: AppContext, name: str) -> Plan:
     try:
-        plan = await context.store.get_plan(name)
+        plan = await context.plans.get(name)
     except StoreNotFound:
         known = ", ".join(plan.name for plan in await context.store.list_plans()) or "none"
         raise InvalidInput(f"plan {name!r} does not exist; available plans: {known}", field="plan") from None
@@ -195,11 +203,19 @@ async def _start_checkout(context: AppContext, session: AsyncSession, signup: Si
         raise Unavailable(f"payment could not be started: {exc}; nothing was created, retry later") from None
     signup.checkout_session_id = checkout.id
     signup.checkout_url = checkout.url
+    await session.execute(
+        update(Signup)
+        .where(Signup.tenant == signup.tenant)
+        .values(checkout_session_id=checkout.id, checkout_url=checkout.url)
+    )
 
 
 async def _write_tenant_then_commit(context: AppContext, session: AsyncSession, signup: Signup) -> Tenant:
     try:
-        tenant = await context.store.apply_tenant(signup.tenant, tenant_spec(signup), CONTROL_API_FIELD_MANAGER)
+        tenant = await context.store.create_tenant(signup.tenant, tenant_spec(signup), CONTROL_API_FIELD_MANAGER)
+    except StoreAlreadyExists:
+        await session.rollback()
+        raise _name_taken(signup.tenant) from None
     except Exception:
         await session.rollback()
         raise
@@ -210,6 +226,10 @@ async def _write_tenant_then_commit(context: AppContext, session: AsyncSession, 
         await context.store.delete_tenant(signup.tenant)
         raise
     return tenant
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(_taken(name).message, field="tenant", code="name_taken")
 
 
 async def complete_paid_signup(

@@ -36,6 +36,10 @@ class Conflict(StoreError):
     """The write lost a race or would take a field another manager owns; re-read and retry."""
 
 
+class AlreadyExists(Conflict):
+    """A create found a resource of that name already there."""
+
+
 class Invalid(StoreError):
     """The resource breaks a rule; `errors` holds one `field.path: message` line per problem."""
 
@@ -72,6 +76,14 @@ class ResourceStore(abc.ABC):
 
         Raises `Invalid` with every problem when the result breaks a rule, and
         changes nothing in that case.
+        """
+
+    @abc.abstractmethod
+    async def create_tenant(self, name: str, spec: dict[str, Any], field_manager: str) -> Tenant:
+        """Create the Tenant with `spec` (camelCase keys), validated first.
+
+        Raises `AlreadyExists` when a Tenant of that name exists, also one being
+        deleted, and `Invalid` when the spec breaks a rule; either way nothing changes.
         """
 
     @abc.abstractmethod

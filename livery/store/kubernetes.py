@@ -29,7 +29,7 @@ from ..models.errors import format_validation_error
 from ..models.plan import Plan
 from ..models.tenant import Tenant, TenantStatus, check_tenant_update
 from ..naming import APP_SECRET_NAME, namespace_name
-from .base import Conflict, Event, Invalid, NotFound, ResourceStore, StoreError
+from .base import AlreadyExists, Conflict, Event, Invalid, NotFound, ResourceStore, StoreError
 
 logger = logging.getLogger("livery.store.kubernetes")
 
@@ -151,6 +151,21 @@ class KubernetesStore(ResourceStore):
         raw = await self._apply(TENANTS, name, body, field_manager, exists=current is not None)
         logger.info("applied tenant %s as %s: %s", name, field_manager, ", ".join(sorted(spec_patch)))
         return _tenant_from_raw(raw) if raw else candidate
+
+    async def create_tenant(self, name: str, spec: dict[str, Any], field_manager: str) -> Tenant:
+        _validate_tenant(name, spec, None)
+        body = {"apiVersion": GROUP_VERSION, "kind": "Tenant", "metadata": {"name": name}, "spec": spec}
+        try:
+            raw = await self._call(
+                self._custom.create_cluster_custom_object, API_GROUP, API_VERSION, TENANTS, body,
+                field_manager=field_manager,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise AlreadyExists(f"tenant {name!r} already exists") from None
+            raise _store_error(exc, f"create tenants/{name}") from None
+        logger.info("created tenant %s as %s", name, field_manager)
+        return _tenant_from_raw(raw or await self._read_raw(TENANTS, name) or body)
 
     async def _apply(self, plural: str, name: str, body: dict[str, Any], field_manager: str, exists: bool) -> dict[str, Any]:
         result = await self._apply_or_create(plural, name, body, field_manager, exists)

@@ -35,8 +35,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from pydantic import ValidationError
-from sqlalchemy import BigInteger, DateTime, Integer, String, Text, delete, select, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, DateTime, Integer, Select, String, Text, bindparam, delete, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -45,11 +45,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ..models.errors import format_validation_error
 from ..models.plan import Plan
 from ..models.tenant import Tenant, TenantSpec, TenantStatus, check_tenant_update
-from .base import CLI_FIELD_MANAGER, Conflict, Event, Invalid, NotFound, ResourceStore
+from .base import CLI_FIELD_MANAGER, AlreadyExists, Conflict, Event, Invalid, NotFound, ResourceStore
 
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "livery_resources"
+RESOURCE_VERSION_SEQUENCE = "livery_resource_version"
 SCHEMA_VERSION = 1
 # Spec fields whose value is an object: ownership and merging go one level into them.
 OBJECT_FIELDS = frozenset({"owner", "branding", "limits"})
@@ -304,6 +305,24 @@ class LocalStore(ResourceStore):
             await notify(session, "Tenant", name)
             return tenant_from_row(row)
 
+    async def create_tenant(self, name: str, spec: dict[str, Any], field_manager: str) -> Tenant:
+        spec, owners = merge_spec({}, {}, spec, field_manager)
+        validate_tenant(name, spec)
+        row = TenantRow(
+            name=name, uid=str(uuid.uuid4()), spec=spec, status=None, managed_fields=owners, generation=1,
+            created_at=utc_now(),
+        )
+        parameters = {
+            "name": row.name, "uid": row.uid, "spec": row.spec, "managed_fields": row.managed_fields,
+            "created_at": row.created_at, "payload": f"Tenant/{name}",
+        }
+        async with self._engine.begin() as connection:
+            inserted = (await connection.execute(CREATE_TENANT, parameters)).first()
+        if inserted is None:
+            raise AlreadyExists(f"tenant {name!r} already exists")
+        row.resource_version = inserted.resource_version
+        return tenant_from_row(row)
+
     async def delete_tenant(self, name: str) -> None:
         async with self._sessions() as session, session.begin():
             row = await session.get(TenantRow, name, with_for_update=True)
@@ -474,6 +493,30 @@ def validate_tenant(name: str, spec: dict[str, Any]) -> Tenant:
 def normalised(spec: dict[str, Any]) -> dict[str, Any]:
     """Return the spec with defaults filled in, so that spelling out a default is not a change."""
     return TenantSpec.model_validate(spec).to_json()
+
+
+def _create_tenant_statement() -> Select:
+    """Build the statement that inserts a Tenant row unless the name exists, in one round trip.
+
+    It takes the next resource version and queues the change notification in
+    the same statement; a name that exists inserts nothing and so notifies nothing.
+    """
+    created = (
+        insert(TenantRow)
+        .values(
+            name=bindparam("name"), uid=bindparam("uid"), spec=bindparam("spec", type_=JSONB), status=None,
+            managed_fields=bindparam("managed_fields", type_=JSONB), generation=1,
+            resource_version=func.nextval(RESOURCE_VERSION_SEQUENCE), created_at=bindparam("created_at"),
+        )
+        .on_conflict_do_nothing(index_elements=[TenantRow.name])
+        .returning(TenantRow.resource_version)
+        .cte("created")
+    )
+    notify_change = func.pg_notify(NOTIFY_CHANNEL, bindparam("payload"))
+    return select(created.c.resource_version, notify_change).select_from(created)
+
+
+CREATE_TENANT = _create_tenant_statement()
 
 
 def tenant_from_row(row: TenantRow) -> Tenant:

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from livery.store.base import CLI_FIELD_MANAGER, CONTROL_API_FIELD_MANAGER, Invalid, NotFound
+from livery.store.base import AlreadyExists, CLI_FIELD_MANAGER, CONTROL_API_FIELD_MANAGER, Invalid, NotFound
 
 from .conftest import load_plans, unique_name
 
@@ -28,6 +28,33 @@ async def test_apply_creates_tenant_with_field_manager(kube_store, kube):
     assert raw["spec"]["plan"] == "free"
     managers = {entry["manager"] for entry in raw["metadata"].get("managedFields", [])}
     assert CONTROL_API_FIELD_MANAGER in managers
+
+
+async def test_create_writes_tenant_once(kube_store, kube):
+    name = unique_name()
+
+    created = await kube_store.create_tenant(name, {"displayName": "Kube Corp", "plan": "free"}, CONTROL_API_FIELD_MANAGER)
+    with pytest.raises(AlreadyExists):
+        await kube_store.create_tenant(name, {"displayName": "Impostor", "plan": "free"}, CONTROL_API_FIELD_MANAGER)
+
+    raw = kube.get("tenants", name)
+    assert created.spec.display_name == "Kube Corp"
+    assert raw["spec"]["displayName"] == "Kube Corp"
+    assert raw["metadata"]["uid"] == created.metadata.uid
+
+
+async def test_create_of_invalid_spec_writes_nothing(kube_store, kube):
+    name = unique_name()
+
+    with pytest.raises(Invalid) as raised:
+        await kube_store.create_tenant(
+            name, {"displayName": "Kube Corp", "plan": "free", "branding": {"primaryColor": "red"}},
+            CONTROL_API_FIELD_MANAGER,
+        )
+
+    assert raised.value.errors[0].startswith("spec.branding.primaryColor:")
+    with pytest.raises(NotFound):
+        await kube_store.get_tenant(name)
 
 
 async def test_apply_keeps_other_managers_fields(kube_store, kube):

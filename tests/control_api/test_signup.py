@@ -56,6 +56,40 @@ async def test_signup_of_taken_name_conflicts(api):
     assert second.json()["error"]["field"] == "tenant"
 
 
+async def test_signup_of_admin_created_name_conflicts(api):
+    from livery.store.base import CLI_FIELD_MANAGER
+
+    tenant = unique_name()
+    await api.context.store.apply_tenant(
+        tenant, {"displayName": "Admin Made", "plan": "free", "owner": {"email": "admin@example.com"}}, CLI_FIELD_MANAGER
+    )
+    email = f"{unique_name()}@example.com"
+
+    response, _, _ = await api.signup(tenant=tenant, email=email)
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "name_taken"
+    assert (await api.context.store.get_tenant(tenant)).spec.owner.email == "admin@example.com"
+    async with api.context.sessions() as session:
+        assert await session.scalar(select(Account).where(Account.email == email)) is None
+        assert await session.get(Signup, tenant) is None
+
+
+async def test_signup_of_existing_account_adds_membership(api):
+    from livery_control_api.tables import Membership
+
+    first, _, email = await api.signup()
+    second, tenant, _ = await api.signup(email=email)
+
+    assert first.status_code == 201
+    assert second.status_code == 201, second.text
+    async with api.context.sessions() as session:
+        account = await session.scalar(select(Account).where(Account.email == email))
+        membership = await session.get(Membership, (account.id, tenant))
+    assert membership is not None
+    assert membership.role == "owner"
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [("admin", "reserved"), ("kube-system", "reserved"), ("9lives", "invalid"), ("a", "invalid"), ("Acme", "invalid"),
@@ -129,7 +163,7 @@ async def test_store_failure_leaves_no_account(api, monkeypatch):
     async def broken_apply(*args, **kwargs):
         raise RuntimeError("store unavailable")
 
-    monkeypatch.setattr(api.context.store, "apply_tenant", broken_apply)
+    monkeypatch.setattr(api.context.store, "create_tenant", broken_apply)
     tenant, email = unique_name(), f"{unique_name()}@example.com"
     response, _, _ = await api.signup(tenant=tenant, email=email)
     monkeypatch.undo()
@@ -183,9 +217,12 @@ async def test_store_outage_is_unavailable(api, monkeypatch):
     async def outage(*args, **kwargs):
         raise StoreError("list tenants failed: HTTP 503 Service Unavailable")
 
-    monkeypatch.setattr(api.context.store, "get_tenant", outage)
-    response, _, _ = await api.signup()
+    monkeypatch.setattr(api.context.store, "create_tenant", outage)
+    response, tenant, email = await api.signup()
     monkeypatch.undo()
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
+    async with api.context.sessions() as session:
+        assert await session.scalar(select(Account).where(Account.email == email)) is None
+        assert await session.get(Signup, tenant) is None

@@ -9,7 +9,7 @@ import pytest
 
 from livery.models.plan import Plan
 from livery.models.tenant import TenantStatus
-from livery.store.base import CLI_FIELD_MANAGER, CONTROL_API_FIELD_MANAGER, Conflict, Invalid, NotFound
+from livery.store.base import AlreadyExists, CLI_FIELD_MANAGER, CONTROL_API_FIELD_MANAGER, Conflict, Invalid, NotFound
 from livery.store.local import LocalStore
 
 FREE_PLAN = {
@@ -188,3 +188,59 @@ async def test_creation_order_survives_same_second(store: LocalStore) -> None:
     tenants = {tenant.name: tenant for tenant in await store.list_tenants()}
 
     assert tenants["zeta"].metadata.creation_timestamp < tenants["alpha"].metadata.creation_timestamp
+
+
+async def test_create_writes_new_tenant(store: LocalStore) -> None:
+    created = await store.create_tenant("acme", ACME, CONTROL_API_FIELD_MANAGER)
+
+    stored = await store.get_tenant("acme")
+    assert created.metadata.generation == 1
+    assert created.metadata.resource_version == stored.metadata.resource_version
+    assert created.metadata.uid == stored.metadata.uid
+    assert stored.spec.display_name == "Acme"
+    managers = [entry["manager"] for entry in stored.metadata.model_extra["managedFields"]]
+    assert managers == [CONTROL_API_FIELD_MANAGER]
+
+
+async def test_create_of_existing_name_changes_nothing(store: LocalStore) -> None:
+    await store.apply_tenant("acme", ACME, CLI_FIELD_MANAGER)
+    before = await store.get_tenant("acme")
+
+    with pytest.raises(AlreadyExists):
+        await store.create_tenant("acme", {**ACME, "displayName": "Impostor"}, CONTROL_API_FIELD_MANAGER)
+
+    after = await store.get_tenant("acme")
+    assert after.spec.display_name == "Acme"
+    assert after.metadata.resource_version == before.metadata.resource_version
+
+
+async def test_create_of_deleting_name_is_rejected(store: LocalStore) -> None:
+    await store.apply_tenant("acme", ACME, CLI_FIELD_MANAGER)
+    await store.delete_tenant("acme")
+
+    with pytest.raises(AlreadyExists):
+        await store.create_tenant("acme", ACME, CONTROL_API_FIELD_MANAGER)
+
+
+async def test_create_of_invalid_spec_writes_nothing(store: LocalStore) -> None:
+    with pytest.raises(Invalid) as caught:
+        await store.create_tenant("acme", {**ACME, "plan": "Not A Plan"}, CONTROL_API_FIELD_MANAGER)
+
+    assert any(line.startswith("spec.plan:") for line in caught.value.errors)
+    assert await store.list_tenants() == []
+
+
+async def test_create_notifies_listener_once(store: LocalStore) -> None:
+    changes = store.changes()
+    await asyncio.wait_for(anext(changes), timeout=5)
+
+    await store.create_tenant("acme", ACME, CONTROL_API_FIELD_MANAGER)
+    with pytest.raises(AlreadyExists):
+        await store.create_tenant("acme", ACME, CONTROL_API_FIELD_MANAGER)
+    await store.apply_tenant("zeta", ACME, CLI_FIELD_MANAGER)
+    first = await asyncio.wait_for(anext(changes), timeout=5)
+    second = await asyncio.wait_for(anext(changes), timeout=5)
+    await changes.aclose()
+
+    assert first == ("Tenant", "acme")
+    assert second == ("Tenant", "zeta")
