@@ -57,6 +57,29 @@ async def test_password_change_ends_console_session(api):
     assert response.headers["location"].startswith("/signin")
 
 
+async def test_revoked_session_header_shows_signed_out(api):
+    api.http.cookies.clear()
+    page = await api.http.get("/signup")
+    tenant = unique_name()
+    email = f"{tenant}@example.com"
+    signup = await api.http.post("/signup", data={
+        "csrf": form_token(page.text), "tenant": tenant, "displayName": "Header Corp",
+        "email": email, "password": PASSWORD, "plan": "free",
+    })
+    assert signup.status_code == 303, signup.text
+    cookie = api.http.cookies.get(SESSION_COOKIE)
+    api.http.cookies.clear()
+    console = await api.http.get(f"/console/{tenant}", cookies={SESSION_COOKIE: cookie})
+    await change_password(api, (await password_tokens(api, email))["access_token"])
+
+    signin = await api.http.get("/signin", cookies={SESSION_COOKIE: cookie})
+
+    assert console.status_code == 200
+    assert email in console.text
+    assert signin.status_code == 200
+    assert email not in signin.text
+
+
 async def test_used_refresh_token_is_rejected(api):
     _, _, email = await api.signup()
     tokens = await password_tokens(api, email)

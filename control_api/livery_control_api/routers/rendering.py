@@ -54,7 +54,11 @@ async def current_page_caller(request: Request, context: AppContext, session: As
     if caller is None:
         return None
     claims = read_token(_secret(context), request.cookies[SESSION_COOKIE], "access")
-    return caller if claims is not None and await token_is_current(session, claims) else None
+    if claims is None or not await token_is_current(session, claims):
+        return None
+    # render_page shows only a caller checked here, so a revoked cookie never looks signed in.
+    request.state.page_caller = caller
+    return caller
 
 
 def _form_token(request: Request, context: AppContext) -> tuple[str, bool]:
@@ -81,7 +85,7 @@ def form_is_authentic(request: Request, context: AppContext, sent: Any) -> bool:
 def render_page(request: Request, context: AppContext, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
     token, set_cookie = _form_token(request, context)
     response = TEMPLATES.TemplateResponse(
-        request, template, {"csrf": token, "caller": page_caller(request, context), **values}, status_code=status_code
+        request, template, {"csrf": token, "caller": getattr(request.state, "page_caller", None), **values}, status_code=status_code
     )
     if set_cookie:
         response.set_cookie(
