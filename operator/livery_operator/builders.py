@@ -13,6 +13,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
+
 from livery import naming
 from livery.drivers.base import AppSpec, RouteSpec
 from livery.models.config import CONFIG_FILE_NAME
@@ -28,6 +30,9 @@ SERVICE_PORT = 80
 # ExternalName Service that a suspended tenant's Ingress routes to, an alias of the control API's Service.
 SUSPENSION_SERVICE_NAME = "tenant-suspended"
 TLS_SECRET_NAME = "tenant-app-tls"
+# Secret with the tenant app's LIVERY_REDIS_URL, made only when LIVERY_TENANT_REDIS_URL is set.
+REDIS_SECRET_NAME = "tenant-redis"
+REDIS_URL_KEY = "LIVERY_REDIS_URL"
 NETWORK_POLICY_NAME = "tenant-isolation"
 QUOTA_NAME = "tenant-quota"
 LIMIT_RANGE_NAME = "tenant-limits"
@@ -35,6 +40,7 @@ LIMIT_RANGE_NAME = "tenant-limits"
 SURGE_PODS = 1
 DNS_PORT = 53
 POSTGRES_DEFAULT_PORT = 5432
+REDIS_DEFAULT_PORT = 6379
 
 
 def _metadata(tenant: str, name: str, component: str | None = None) -> dict[str, Any]:
@@ -60,6 +66,15 @@ def secret(tenant: str, data: dict[str, str]) -> dict[str, Any]:
         "type": "Opaque",
         "data": encoded,
     }
+
+
+def redis_secret(tenant: str, settings: OperatorSettings) -> dict[str, Any] | None:
+    """Build the Secret that gives the app `LIVERY_REDIS_URL`, or None when no tenant Redis is set."""
+    if settings.tenant_redis_url is None:
+        return None
+    obj = secret(tenant, {REDIS_URL_KEY: settings.tenant_redis_url.get_secret_value()})
+    obj["metadata"]["name"] = REDIS_SECRET_NAME
+    return obj
 
 
 def decode_secret(obj: dict[str, Any]) -> dict[str, str]:
@@ -89,7 +104,7 @@ def deployment(spec: AppSpec, settings: OperatorSettings) -> dict[str, Any]:
         "args": ["tenant-app", "--host", "0.0.0.0", "--port", str(settings.app_port)],
         "ports": [{"name": "http", "containerPort": settings.app_port, "protocol": "TCP"}],
         "env": env,
-        "envFrom": [{"secretRef": {"name": naming.APP_SECRET_NAME}}],
+        "envFrom": _secret_sources(settings),
         "resources": {
             "requests": {"cpu": spec.cpu, "memory": spec.memory},
             "limits": {"cpu": spec.cpu, "memory": spec.memory},
@@ -137,6 +152,15 @@ def deployment(spec: AppSpec, settings: OperatorSettings) -> dict[str, Any]:
             },
         },
     }
+
+
+def _secret_sources(settings: OperatorSettings) -> list[dict[str, Any]]:
+    """Return the container's envFrom: on a key in both Secrets the last wins, so `tenant-app` comes last."""
+    sources = []
+    if settings.tenant_redis_url is not None:
+        sources.append({"secretRef": {"name": REDIS_SECRET_NAME}})
+    sources.append({"secretRef": {"name": naming.APP_SECRET_NAME}})
+    return sources
 
 
 def _probe(path: str, *, period: int) -> dict[str, Any]:
@@ -211,19 +235,24 @@ def suspension_service(tenant: str, settings: OperatorSettings) -> dict[str, Any
 
 
 def network_policy(tenant: str, settings: OperatorSettings) -> dict[str, Any]:
-    """Deny all traffic except from the ingress controller and to DNS, the database and the control API."""
+    """Deny all traffic except from the ingress controller and metrics scrapers, and to DNS, the database, Redis and the control API."""
     egress: list[dict[str, Any]] = [
         {
             "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
             "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
         }
     ]
-    database_rule = _database_egress(settings)
-    if database_rule is not None:
-        egress.append(database_rule)
-    control_api_rule = _control_api_egress(settings)
-    if control_api_rule is not None:
-        egress.append(control_api_rule)
+    optional_rules = (
+        _server_egress(settings.tenant_database_url, POSTGRES_DEFAULT_PORT),
+        _server_egress(settings.tenant_redis_url, REDIS_DEFAULT_PORT),
+        _control_api_egress(settings),
+    )
+    egress.extend(rule for rule in optional_rules if rule is not None)
+    ingress: list[dict[str, Any]] = [
+        {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.ingress_namespace}}}]}
+    ]
+    if settings.metrics_namespaces:
+        ingress.append(_metrics_ingress(settings))
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -231,34 +260,34 @@ def network_policy(tenant: str, settings: OperatorSettings) -> dict[str, Any]:
         "spec": {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [
-                {
-                    "from": [
-                        {
-                            "namespaceSelector": {
-                                "matchLabels": {"kubernetes.io/metadata.name": settings.ingress_namespace}
-                            }
-                        }
-                    ]
-                }
-            ],
+            "ingress": ingress,
             "egress": egress,
         },
     }
 
 
-def _database_egress(settings: OperatorSettings) -> dict[str, Any] | None:
-    url = settings.tenant_database_url.get_secret_value() if settings.tenant_database_url else None
+def _metrics_ingress(settings: OperatorSettings) -> dict[str, Any]:
+    """Admit Prometheus in `metrics_namespaces` to the app port, where the app serves /metrics."""
+    sources = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+        for name in settings.metrics_namespaces
+    ]
+    return {"from": sources, "ports": [{"protocol": "TCP", "port": settings.app_port}]}
+
+
+def _server_egress(url_setting: SecretStr | None, default_port: int) -> dict[str, Any] | None:
+    """Admit egress to the server a URL names (the tenant database or Redis), or None when it is unset."""
+    url = url_setting.get_secret_value() if url_setting else None
     if not url:
         return None
     parts = urlsplit(url)
-    port = parts.port or POSTGRES_DEFAULT_PORT
+    port = parts.port or default_port
     rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": port}]}
     host = parts.hostname or ""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        # NOTE: a database named by DNS name is admitted by port only, because a
+        # NOTE: a server named by DNS name is admitted by port only, because a
         # NetworkPolicy can select addresses and pods but not names.
         return rule
     prefix = 32 if address.version == 4 else 128
@@ -325,11 +354,17 @@ def _multiply_quantity(quantity: str, factor: int) -> str:
 
 
 def app_objects(spec: AppSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """Return the objects `ensure_app` applies, in apply order."""
-    return [
+    """Return the objects `ensure_app` applies, in apply order; the Deployment comes last."""
+    objects = [
         resource_quota(spec),
         limit_range(spec),
         network_policy(spec.tenant, settings),
         service(spec.tenant, settings),
-        deployment(spec, settings),
     ]
+    redis = redis_secret(spec.tenant, settings)
+    if redis is not None:
+        # NOTE: unsetting LIVERY_TENANT_REDIS_URL leaves this Secret in each tenant namespace,
+        # no longer referenced by the Deployment, until the tenant is deleted.
+        objects.append(redis)
+    objects.append(deployment(spec, settings))
+    return objects

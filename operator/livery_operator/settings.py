@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from livery.settings import CommonSettings
 
 # A DNS-1123 subdomain, as the API server requires of an ExternalName Service's externalName.
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS_SUBDOMAIN_MAX_LENGTH = 253
+# A DNS-1123 label, as Kubernetes requires of a namespace name.
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+REDIS_SCHEMES = ("redis", "rediss")
 
 
 class OperatorSettings(CommonSettings):
@@ -41,6 +46,17 @@ class OperatorSettings(CommonSettings):
     )
     control_api_namespace: str = Field(
         default="livery", description="Namespace of the control API, a permitted egress target."
+    )
+    tenant_redis_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "redis:// or rediss:// URL every tenant app gets as LIVERY_REDIS_URL, through the Secret `tenant-redis`, "
+            "for rate-limit counters shared by its replicas; unset means each replica counts on its own."
+        ),
+    )
+    metrics_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated namespaces whose pods may scrape each tenant app's /metrics on the app port.",
     )
     trusted_proxies: str | None = Field(
         default=None,
@@ -78,4 +94,37 @@ class OperatorSettings(CommonSettings):
             raise ValueError(
                 f"{value!r} is not a lowercase DNS name such as livery-control-api.livery.svc.cluster.local"
             )
+        return value
+
+    @field_validator("tenant_redis_url")
+    @classmethod
+    def _redis_url_names_a_server(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message names the scheme only, because the URL may carry a password.
+        if value is None:
+            return value
+        example = "redis://user:password@host:6379/0"
+        try:
+            parts = urlsplit(value.get_secret_value())
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            raise ValueError(f"is not a valid URL. Write it as {example}") from None
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ValueError(f"has scheme {parts.scheme or '(none)'!r}, but must start with redis:// or rediss://, as in {example}")
+        if not parts.hostname:
+            raise ValueError(f"has no host. Write it as {example}")
+        return value
+
+    @field_validator("metrics_namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("metrics_namespaces")
+    @classmethod
+    def _namespaces_are_dns_labels(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not DNS_LABEL.match(name):
+                raise ValueError(f"{name!r} is not a namespace name (lowercase letters, digits and '-', at most 63)")
         return value

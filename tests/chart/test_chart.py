@@ -49,6 +49,7 @@ CREDENTIAL_VARIABLES = {
     "LIVERY_STRIPE_API_KEY",
     "LIVERY_STRIPE_WEBHOOK_SECRET",
     "LIVERY_REDIS_URL",
+    "LIVERY_TENANT_REDIS_URL",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
 }
@@ -211,13 +212,15 @@ def test_rendered_objects_match_kubernetes_schemas(rendering: Rendering, kube_ve
     checked = 0
     for obj in rendering.objects:
         # Plans are checked against their CRD below; kubernetes-validate has no
-        # schema for the Prometheus Operator's ServiceMonitor.
+        # schema for the Prometheus Operator's kinds, so the tests under
+        # "Network policies and metrics" check their shape.
         if obj["apiVersion"].split("/")[0] in ("livery.dev", "monitoring.coreos.com"):
             continue
         kubernetes_validate.validate(obj, kube_version, strict=True)
         checked += 1
 
-    assert checked == len(rendering.objects) - len(rendering.of_kind("Plan")) - len(rendering.of_kind("ServiceMonitor"))
+    skipped = len(rendering.of_kind("Plan")) + len(rendering.of_kind("ServiceMonitor")) + len(rendering.of_kind("PodMonitor"))
+    assert checked == len(rendering.objects) - skipped
 
 
 @pytest.mark.parametrize("kube_version", [OLDEST_KUBERNETES, NEWEST_KUBERNETES])
@@ -642,7 +645,21 @@ def test_full_values_reach_operator_environment(full_rendering: Rendering) -> No
     assert value("LIVERY_S3_BUCKET") == "acme-livery-files"
     assert value("LIVERY_CONTROL_API_URL") == f"http://acme-saas-control-api.{RELEASE_NAMESPACE}.svc:8100"
     assert value("LIVERY_CONTROL_API_NAMESPACE") == RELEASE_NAMESPACE
+    assert value("LIVERY_METRICS_NAMESPACES") == "monitoring,observability"
     assert value("LIVERY_EXTRA_OPERATOR_SETTING") == "on"
+    assert variables["LIVERY_TENANT_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tenant-redis",
+        "key": "url",
+        "optional": True,
+    }
+
+
+def test_default_operator_environment(default_rendering: Rendering) -> None:
+    variables = environment(default_rendering.one("Deployment", "-operator"), "operator")
+
+    assert "LIVERY_METRICS_NAMESPACES" not in variables
+    assert variables["LIVERY_TENANT_REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "tenant-redis-url"
+    assert variables["LIVERY_TENANT_REDIS_URL"]["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
 def test_full_values_reach_control_api_environment(full_rendering: Rendering) -> None:
@@ -727,6 +744,7 @@ def pod_environment(rendering: Rendering, deployment_suffix: str, container: str
         "LIVERY_DATABASE_URL": "postgresql://livery:stand-in@db.example.com:5432/livery",
         "LIVERY_TENANT_DATABASE_URL": "postgresql://livery_admin:stand-in@db.example.com:5432/postgres",
         "LIVERY_REDIS_URL": "redis://redis.example.com:6379/0",
+        "LIVERY_TENANT_REDIS_URL": "redis://tenant-apps:stand-in@redis.example.com:6379/1",
         "LIVERY_JWT_SECRET": "j" * 48,
         "LIVERY_ADMIN_TOKEN": "a" * 48,
         "LIVERY_STRIPE_API_KEY": "stripe-api-key-stand-in",
@@ -926,3 +944,135 @@ def test_test_hook_fails_when_not_ready(default_rendering: Rendering, readiness_
     assert result.returncode != 0
     assert "503" in result.stderr
 
+
+
+# The PodMonitor fields the chart sets, with the types and the Duration pattern of
+# the Prometheus Operator's monitoring.coreos.com/v1 API. Any other field fails,
+# so a typo in the template cannot pass unnoticed.
+PODMONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PodMonitor"},
+        "metadata": {
+            "type": "object",
+            "required": ["name", "namespace", "labels"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+                "namespace": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "spec": {
+            "type": "object",
+            "required": ["selector", "podMetricsEndpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "namespaceSelector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}},
+                },
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}},
+                },
+                "podMetricsEndpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"},
+                            "relabelings": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "sourceLabels": {
+                                            "type": "array",
+                                            "items": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+                                        },
+                                        "targetLabel": {"type": "string"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def built_tenant_pod() -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Return the labels and container ports of a tenant app pod as the operator builds it."""
+    from livery import naming
+    from livery.drivers.base import AppSpec
+    from livery_operator import builders
+    from livery_operator.settings import OperatorSettings
+
+    spec = AppSpec(
+        tenant="acme",
+        replicas=1,
+        cpu="500m",
+        memory="512Mi",
+        environment={},
+        config_checksum="abc123",
+        labels=naming.labels("acme", "app"),
+    )
+    template = builders.deployment(spec, OperatorSettings())["spec"]["template"]
+    return template["metadata"]["labels"], template["spec"]["containers"][0]["ports"]
+
+
+def test_pod_monitor_left_out_by_default(default_rendering: Rendering) -> None:
+    assert default_rendering.of_kind("PodMonitor") == []
+
+
+def test_pod_monitor_matches_schema(full_rendering: Rendering) -> None:
+    import jsonschema
+
+    monitor = full_rendering.one("PodMonitor", "-tenant-apps")
+
+    jsonschema.validate(monitor, PODMONITOR_SCHEMA)
+    assert monitor["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_pod_monitor_selects_tenant_app_pods(full_rendering: Rendering) -> None:
+    monitor = full_rendering.one("PodMonitor", "-tenant-apps")
+    pod_labels, pod_ports = built_tenant_pod()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert endpoint["port"] in {port["name"] for port in pod_ports}
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["interval"] == "20s"
+    assert endpoint["relabelings"] == [
+        {"sourceLabels": ["__meta_kubernetes_pod_label_livery_dev_tenant"], "targetLabel": "tenant"}
+    ]
+
+
+def test_pod_monitor_skips_chart_pods(full_rendering: Rendering) -> None:
+    selector = full_rendering.one("PodMonitor", "-tenant-apps")["spec"]["selector"]["matchLabels"]
+
+    for deployment in full_rendering.of_kind("Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert not selector.items() <= labels.items(), deployment["metadata"]["name"]
+
+
+def test_pod_monitor_without_scrape_namespace_warns(chart: helm.Chart) -> None:
+    warned = render(chart, {"metrics": {"podMonitor": {"enabled": True}}})
+    quiet = render(chart, {"metrics": {"podMonitor": {"enabled": True}}, "networkPolicy": {"metricsNamespaces": ["monitoring"]}})
+
+    assert "drops Prometheus's scrapes" in warned.texts["livery/templates/NOTES.txt"]
+    assert "drops Prometheus's scrapes" not in quiet.texts["livery/templates/NOTES.txt"]

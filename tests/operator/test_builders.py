@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import kubernetes_validate
 import pytest
@@ -279,3 +280,161 @@ def test_trusted_proxies_reach_app_environment(settings):
 
     assert reconcile_settings(configured).extra_environment == {"LIVERY_TRUSTED_PROXIES": "10.42.0.0/16"}
     assert reconcile_settings(settings).extra_environment == {}
+
+
+REDIS_URL = "redis://livery:redis-pass-4821@10.0.0.9:6380/0"
+
+
+@pytest.fixture
+def redis_settings(settings) -> OperatorSettings:
+    return settings.model_copy(
+        update={"tenant_redis_url": SecretStr(REDIS_URL), "metrics_namespaces": ["monitoring", "observability"]}
+    )
+
+
+def test_app_objects_skip_unset_redis(app, settings):
+    objects = builders.app_objects(app, settings)
+    container = objects[-1]["spec"]["template"]["spec"]["containers"][0]
+
+    assert [obj["kind"] for obj in objects] == ["ResourceQuota", "LimitRange", "NetworkPolicy", "Service", "Deployment"]
+    assert container["envFrom"] == [{"secretRef": {"name": naming.APP_SECRET_NAME}}]
+
+
+def test_redis_url_reaches_app_through_secret(app, redis_settings):
+    objects = builders.app_objects(app, redis_settings)
+    (redis_secret,) = [obj for obj in objects if obj["kind"] == "Secret"]
+    deployment = objects[-1]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+
+    assert deployment["kind"] == "Deployment"
+    assert redis_secret["metadata"]["name"] == builders.REDIS_SECRET_NAME
+    assert redis_secret["metadata"]["namespace"] == "tenant-acme-corp"
+    assert builders.decode_secret(redis_secret) == {"LIVERY_REDIS_URL": REDIS_URL}
+    assert container["envFrom"] == [
+        {"secretRef": {"name": builders.REDIS_SECRET_NAME}},
+        {"secretRef": {"name": naming.APP_SECRET_NAME}},
+    ]
+    assert "LIVERY_REDIS_URL" not in {item["name"] for item in container["env"]}
+    assert "redis-pass-4821" not in repr(deployment)
+
+
+def pod_environment(deployment: dict, secrets: dict[str, dict]) -> dict[str, str]:
+    """Return the app container's environment as the kubelet builds it: envFrom in order, then env."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    environment: dict[str, str] = {}
+    for source in container["envFrom"]:
+        environment.update(builders.decode_secret(secrets[source["secretRef"]["name"]]))
+    environment.update({item["name"]: item["value"] for item in container["env"]})
+    return environment
+
+
+def test_tenant_app_reads_redis_url_from_secret(app, redis_settings, monkeypatch):
+    from livery_tenant_app.settings import TenantAppSettings
+
+    objects = builders.app_objects(app, redis_settings)
+    app_secret = builders.secret(
+        "acme-corp", {"LIVERY_DATABASE_URL": "postgresql://tenant_acme_corp:pw@db/app", "LIVERY_SESSION_KEY": "s" * 32}
+    )
+    secrets = {obj["metadata"]["name"]: obj for obj in [*objects, app_secret] if obj["kind"] == "Secret"}
+    for name in [name for name in os.environ if name.startswith("LIVERY_")]:
+        monkeypatch.delenv(name)
+    for name, value in pod_environment(objects[-1], secrets).items():
+        monkeypatch.setenv(name, value)
+
+    assert TenantAppSettings().redis_url.get_secret_value() == REDIS_URL
+
+
+def test_network_policy_admits_redis_address(redis_settings):
+    policy = builders.network_policy("acme-corp", redis_settings)["spec"]
+
+    dns, database, redis, control_api = policy["egress"]
+    assert redis == {"ports": [{"protocol": "TCP", "port": 6380}], "to": [{"ipBlock": {"cidr": "10.0.0.9/32"}}]}
+    assert "redis-pass-4821" not in repr(policy)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("rediss://redis.cache.svc:6390", {"ports": [{"protocol": "TCP", "port": 6390}]}),
+        ("redis://redis.cache.svc", {"ports": [{"protocol": "TCP", "port": 6379}]}),
+        ("redis://[fd00::9]:6381/1", {"ports": [{"protocol": "TCP", "port": 6381}], "to": [{"ipBlock": {"cidr": "fd00::9/128"}}]}),
+    ],
+)
+def test_network_policy_redis_rule_follows_url(settings, url, expected):
+    configured = settings.model_copy(update={"tenant_redis_url": SecretStr(url)})
+
+    egress = builders.network_policy("acme-corp", configured)["spec"]["egress"]
+
+    assert egress[2] == expected
+
+
+def test_network_policy_admits_metrics_namespaces(redis_settings):
+    ingress = builders.network_policy("acme-corp", redis_settings)["spec"]["ingress"]
+
+    controller, metrics = ingress
+    assert controller == {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}]}
+    assert metrics == {
+        "from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}},
+        ],
+        "ports": [{"protocol": "TCP", "port": 8000}],
+    }
+
+
+@pytest.mark.parametrize("version", [OLDEST_KUBERNETES, NEWEST_KUBERNETES])
+def test_redis_and_metrics_objects_pass_schema(app, redis_settings, version):
+    for obj in builders.app_objects(app, redis_settings):
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://cache.example.com:6379", "has scheme 'http'"),
+        ("redis:///0", "has no host"),
+        ("redis://cache.example.com:port/0", "is not a valid URL"),
+    ],
+)
+def test_invalid_redis_url_is_rejected(monkeypatch, url, message):
+    from livery.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("LIVERY_TENANT_REDIS_URL", url)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings(OperatorSettings)
+
+    assert "LIVERY_TENANT_REDIS_URL" in str(raised.value)
+    assert message in str(raised.value)
+
+
+def test_redis_url_password_stays_out_of_errors(monkeypatch):
+    from livery.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("LIVERY_TENANT_REDIS_URL", "http://user:redis-pass-4821@cache.example.com")
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings(OperatorSettings)
+
+    assert "redis-pass-4821" not in str(raised.value)
+    assert "redis-pass-4821" not in repr(OperatorSettings(tenant_redis_url=SecretStr(REDIS_URL)))
+
+
+def test_metrics_namespaces_split_on_commas(monkeypatch):
+    from livery.settings import load_settings
+
+    monkeypatch.setenv("LIVERY_METRICS_NAMESPACES", "monitoring, observability,")
+
+    assert load_settings(OperatorSettings).metrics_namespaces == ["monitoring", "observability"]
+
+
+def test_invalid_metrics_namespace_is_rejected(monkeypatch):
+    from livery.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("LIVERY_METRICS_NAMESPACES", "monitoring,Prometheus_NS")
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings(OperatorSettings)
+
+    assert "LIVERY_METRICS_NAMESPACES" in str(raised.value)
+    assert "'Prometheus_NS'" in str(raised.value)
