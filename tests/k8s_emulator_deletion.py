@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from k8s_emulator_schema import copy_json
 from k8s_emulator_objects import ApiError, ResourceType, now_rfc3339
 from k8s_emulator_updates import tracks_generation
 
@@ -45,7 +45,7 @@ class DeletionMixin:
         if not metadata.get("finalizers"):
             return self._remove(resource_type, current)
 
-        marked = copy.deepcopy(current)
+        marked = copy_json(current)
         marked["metadata"]["deletionTimestamp"] = now_rfc3339()
         marked["metadata"]["deletionGracePeriodSeconds"] = 0
         if tracks_generation(resource_type):
@@ -64,7 +64,7 @@ class DeletionMixin:
     def _terminate_namespace(self, namespaces: ResourceType, current: dict[str, Any]) -> dict[str, Any]:
         """Mark a namespace Terminating and delete its content, as the namespace controller does."""
         name = current["metadata"]["name"]
-        marked = copy.deepcopy(current)
+        marked = copy_json(current)
         marked["metadata"]["deletionTimestamp"] = now_rfc3339()
         marked.setdefault("status", {})["phase"] = "Terminating"
         marked = self._store(namespaces, marked, old=current)

@@ -12,11 +12,11 @@ unless `force=true`.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from k8s_emulator_schema import copy_json
 from k8s_emulator_objects import ApiError, ResourceType, now_rfc3339
 from k8s_emulator_patches import MERGE_KEYS
 
@@ -155,7 +155,7 @@ def set_path(obj: dict[str, Any], path: FieldPath, value: Any) -> None:
                 child = dict(json.loads(element[2:]))
             _attach(container, element, child)
         container = child
-    _attach(container, path[-1], copy.deepcopy(value), replace=True)
+    _attach(container, path[-1], copy_json(value), replace=True)
 
 
 def _attach(container: Any, element: str, value: Any, replace: bool = False) -> None:
@@ -315,7 +315,7 @@ def merge_apply(
     if conflicts and not force:
         raise _conflict_error(current, resource_type, conflicts)
 
-    result = copy.deepcopy(current)
+    result = copy_json(current)
     previously_applied = owners.get((manager, "Apply", subresource), set())
     owned_by_others = set().union(*(paths for key, paths in owners.items() if key[0] != manager)) if owners else set()
     dropped = previously_applied - applied - owned_by_others
@@ -329,7 +329,7 @@ def merge_apply(
     for path in conflicts:
         for key in owners:
             owners[key].discard(path)
-    result["metadata"]["managedFields"] = copy.deepcopy(current["metadata"].get("managedFields") or [])
+    result["metadata"]["managedFields"] = copy_json(current["metadata"].get("managedFields") or [])
     _write_ownership(result, owners, resource_type)
     return result
 

@@ -52,23 +52,26 @@ def _validator(kind: str, api_version: str, strict: bool = False) -> jsonschema.
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
-def drop_unknown_fields(obj: dict[str, Any]) -> list[str]:
-    """Remove the fields a built-in kind does not declare, in place, and return their paths.
+def drop_unknown_fields(obj: dict[str, Any]) -> tuple[list[str], bool]:
+    """Remove the fields a built-in kind does not declare, in place, and return their paths and whether the object was valid.
 
     The API server drops them too, unless the request sets `fieldValidation=Strict`.
+    The strict schema is the plain one plus `additionalProperties: false`, so an
+    object valid against it needs no second pass by `openapi_errors`.
     """
     validator = _validator(obj["kind"], obj["apiVersion"], strict=True)
     if validator is None:
-        return []
+        return [], False
     unknown = []
-    for error in validator.iter_errors(obj):
+    errors = list(validator.iter_errors(obj))
+    for error in errors:
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             declared = set(error.schema.get("properties", {}))
             for key in sorted(set(error.instance) - declared):
                 unknown.append((error.instance, key, format_path(list(error.absolute_path) + [key])))
     for container, key, _ in unknown:
         container.pop(key, None)
-    return [path for _, _, path in unknown]
+    return [path for _, _, path in unknown], not errors
 
 
 def openapi_errors(obj: dict[str, Any]) -> tuple[list[FieldError], list[FieldError]]:

@@ -5,11 +5,11 @@ Server-side apply lives in `k8s_emulator_fields`, because it depends on field ow
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import jsonpatch
 from k8s_emulator_objects import ApiError, ResourceType
+from k8s_emulator_schema import copy_json
 
 MERGE_PATCH_TYPE = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH_TYPE = "application/strategic-merge-patch+json"
@@ -62,8 +62,8 @@ def _expect(patch: Any, kind: type) -> Any:
 def merge_patch(target: Any, patch: Any) -> Any:
     """Apply a JSON merge patch (RFC 7386): objects merge, `null` deletes, lists replace."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return copy_json(patch)
+    result = copy_json(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -80,8 +80,8 @@ def strategic_merge_patch(target: Any, patch: dict[str, Any]) -> Any:
     missing from the merge key table above are replaced as in a merge patch.
     """
     if patch.get("$patch") == "replace":
-        return {key: copy.deepcopy(value) for key, value in patch.items() if key != "$patch"}
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return {key: copy_json(value) for key, value in patch.items() if key != "$patch"}
+    result = copy_json(target) if isinstance(target, dict) else {}
 
     for key, value in patch.items():
         if key in ("$patch", "$retainKeys") or key.startswith("$setElementOrder/"):
@@ -101,7 +101,7 @@ def strategic_merge_patch(target: Any, patch: dict[str, Any]) -> Any:
         elif isinstance(value, list) and isinstance(current, list):
             result[key] = _merge_list(key, current, value)
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = copy_json(value)
     return result
 
 
@@ -112,9 +112,9 @@ def _merge_list(field: str, current: list[Any], patch: list[Any]) -> list[Any]:
     if field in _MERGED_SCALAR_LISTS:
         return current + [item for item in patch if item not in current]
     if merge_key is None:
-        return copy.deepcopy(patch)
+        return copy_json(patch)
 
-    result = copy.deepcopy(current)
+    result = copy_json(current)
     for item in patch:
         if not isinstance(item, dict) or merge_key not in item:
             raise ApiError(422, "Invalid", f"{field}: every item of a strategic merge patch needs the merge key {merge_key!r}")

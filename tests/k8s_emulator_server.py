@@ -29,7 +29,6 @@ without locks.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
 import math
@@ -74,7 +73,7 @@ from k8s_emulator_objects import (
     now_rfc3339,
 )
 from k8s_emulator_openapi import KUBERNETES_VERSION, drop_unknown_fields, openapi_errors
-from k8s_emulator_schema import FieldError
+from k8s_emulator_schema import FieldError, copy_json
 from k8s_emulator_patches import APPLY_PATCH_TYPE, patch_body
 from k8s_emulator_watch import WatchMixin
 from k8s_emulator_updates import (
@@ -114,6 +113,8 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
     _watch_events: list[WatchEvent] = attrs.field(factory=list, init=False)
     _watch_event_added: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     _closing: bool = attrs.field(default=False, init=False)
+    # The user reactions in matching order, for the `_payloads` whose ids form the key.
+    _user_payloads: tuple[tuple[int, ...], list[Any]] = attrs.field(factory=lambda: ((), []), init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -190,7 +191,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
             self.create_object(namespaces, None, {"metadata": {"name": name}}, params={})
         crd_type = self._types["apiextensions.k8s.io", "v1", "customresourcedefinitions"]
         for crd in self._crds:
-            body = copy.deepcopy(crd)
+            body = copy_json(crd)
             body["status"] = {"conditions": [{"type": "Established", "status": "True", "reason": "InitialNamesAccepted"}]}
             self.create_object(crd_type, None, body, params={})
 
@@ -219,7 +220,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
         key = self._key(resource_type, namespace if resource_type.namespaced else None, name)
         if key not in self._objects or self._objects[key].deleted:
             return None
-        return copy.deepcopy(self._objects[key].raw)
+        return copy_json(self._objects[key].raw)
 
     def _read_or_404(self, resource_type: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
         obj = self.read_object(resource_type, namespace, name)
@@ -237,21 +238,23 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
         obj["metadata"]["resourceVersion"] = str(resource_version)
         namespace = obj["metadata"].get("namespace")
         key = self._key(resource_type, namespace, obj["metadata"]["name"])
+        # One copy serves as both the stored version and the watch event, because neither is changed in place.
+        stored = copy_json(obj)
         if key in self._objects:
-            self._objects[key].history.append(copy.deepcopy(obj))
+            self._objects[key].history.append(stored)
         else:
-            self._objects[key] = copy.deepcopy(obj)
-        self._record_event(resource_version, resource_type, namespace, "ADDED" if old is None else "MODIFIED", obj, old)
+            self._objects[key] = stored
+        self._record_event(resource_version, resource_type, namespace, "ADDED" if old is None else "MODIFIED", stored, old)
         return obj
 
     def _remove(self, resource_type: ResourceType, obj: dict[str, Any], *, collect_garbage: bool = True) -> dict[str, Any]:
         """Delete `obj` for good: emit DELETED, finish a terminating namespace, collect dependents."""
-        final = copy.deepcopy(obj)
+        final = copy_json(obj)
         resource_version = self._next_resource_version()
         final["metadata"]["resourceVersion"] = str(resource_version)
         namespace = final["metadata"].get("namespace")
         self._objects[self._key(resource_type, namespace, final["metadata"]["name"])].delete()
-        self._record_event(resource_version, resource_type, namespace, "DELETED", final, obj)
+        self._record_event(resource_version, resource_type, namespace, "DELETED", copy_json(final), obj)
 
         if collect_garbage:
             self._delete_dependents(final["metadata"]["uid"])
@@ -290,9 +293,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
         This repeats the matching loop of kmock 0.8's `RawHandler._handle`, using its private
         `_source` and `_disabled`, for reactions without the fallback priority only.
         """
-        user_payloads = [payload for payload in self._payloads if -math.inf not in payload.priorities]
-        user_payloads.sort(key=lambda payload: tuple(-priority for priority in payload.priorities))
-        for payload in user_payloads:
+        for payload in self._sorted_user_payloads():
             if request in payload._source and not payload._disabled.is_set():
                 try:
                     return await payload(request)
@@ -301,6 +302,19 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
                 except NotImplementedError:
                     pass
         return None
+
+    def _sorted_user_payloads(self) -> list[Any]:
+        """Return the reactions without the fallback priority, highest priority first.
+
+        Computing a payload's priorities walks kmock's DSL tree, so the sorted list is
+        kept until a test adds or replaces a reaction, which changes `_payloads`.
+        """
+        key = tuple(id(payload) for payload in self._payloads)
+        if key != self._user_payloads[0]:
+            user_payloads = [payload for payload in self._payloads if -math.inf not in payload.priorities]
+            user_payloads.sort(key=lambda payload: tuple(-priority for priority in payload.priorities))
+            self._user_payloads = (key, user_payloads)
+        return self._user_payloads[1]
 
     async def _serve_resource(
         self, request: rendering.Request, path: ResourcePath, raw_request: aiohttp.web.BaseRequest
@@ -388,7 +402,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
         params: dict[str, str],
         manager: str = "emulator",
     ) -> dict[str, Any]:
-        obj = copy.deepcopy(body)
+        obj = copy_json(body)
         metadata = obj.setdefault("metadata", {})
         self._check_kind(resource_type, obj)
         obj["apiVersion"], obj["kind"] = resource_type.api_version, resource_type.kind
@@ -470,9 +484,10 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
         errors = metadata_errors(obj["metadata"])
         unknown: list[str] = []
         if resource_type.schema is None:
-            unknown = drop_unknown_fields(obj)
+            unknown, valid = drop_unknown_fields(obj)
             errors += admit_builtin(resource_type, obj, old)
-            type_errors, openapi_rule_errors = openapi_errors(obj)
+            # The defaults that admit_builtin adds are valid values, so a valid object stays valid.
+            type_errors, openapi_rule_errors = ([], []) if valid else openapi_errors(obj)
             if type_errors:
                 details = "; ".join(error.render() for error in type_errors)
                 raise bad_request(f'{resource_type.kind} in version "{resource_type.version}" cannot be handled as a {resource_type.kind}: {details}')
@@ -512,7 +527,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
                 "metadata.resourceVersion", "FieldValueInvalid", "Invalid value: 0x0: must be specified for an update"
             )])
         self._check_kind(resource_type, body)
-        return self._update(resource_type, current, copy.deepcopy(body), subresource, params, manager, "Update")
+        return self._update(resource_type, current, copy_json(body), subresource, params, manager, "Update")
 
     def patch_object(
         self,
@@ -563,7 +578,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
         if current is None:
             if subresource is not None:
                 raise not_found(resource_type, name)
-            body = copy.deepcopy(config)
+            body = copy_json(config)
             body.setdefault("metadata", {})["name"] = name
             created = self.create_object(resource_type, namespace, body, {**params, "dryRun": "All"}, manager)
             created["metadata"]["managedFields"] = []

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from k8s_emulator_schema import copy_json
 from k8s_emulator_objects import ResourceType
 
 
@@ -18,7 +18,7 @@ def desired_state(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def without_resource_version(obj: dict[str, Any]) -> dict[str, Any]:
-    copied = copy.deepcopy(obj)
+    copied = copy_json(obj)
     copied["metadata"].pop("resourceVersion", None)
     for entry in copied["metadata"].get("managedFields") or []:
         entry.pop("time", None)
@@ -30,17 +30,17 @@ def scope_to_subresource(
 ) -> dict[str, Any]:
     """Keep only what the endpoint may change: status via /status, the rest via the main resource."""
     if subresource == "status":
-        new = copy.deepcopy(current)
+        new = copy_json(current)
         if "status" in candidate:
-            new["status"] = copy.deepcopy(candidate["status"])
+            new["status"] = copy_json(candidate["status"])
         else:
             new.pop("status", None)
         return new
-    new = copy.deepcopy(candidate)
+    new = copy_json(candidate)
     new.setdefault("metadata", {})
     if resource_type.status_subresource:
         if "status" in current:
-            new["status"] = copy.deepcopy(current["status"])
+            new["status"] = copy_json(current["status"])
         else:
             new.pop("status", None)
     return new
@@ -57,4 +57,4 @@ def keep_system_metadata(new: dict[str, Any], current: dict[str, Any]) -> None:
         else:
             metadata.pop(field, None)
     metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
-    metadata["managedFields"] = copy.deepcopy(current["metadata"].get("managedFields") or [])
+    metadata["managedFields"] = copy_json(current["metadata"].get("managedFields") or [])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import copy
 from typing import Any
 
 import aiohttp.web
@@ -46,7 +45,8 @@ class WatchMixin:
         obj: dict[str, Any],
         old: dict[str, Any] | None,
     ) -> None:
-        event = WatchEvent(resource_version, resource_type, namespace, event_type, copy.deepcopy(obj), old)
+        """Append a watch event; `obj` must be a copy that nothing changes afterwards."""
+        event = WatchEvent(resource_version, resource_type, namespace, event_type, obj, old)
         self._watch_events.append(event)
         if len(self._watch_events) > WATCH_HISTORY_LIMIT:
             del self._watch_events[: len(self._watch_events) - WATCH_HISTORY_LIMIT]
