@@ -126,5 +126,5 @@ class OperatorSettings(CommonSettings):
     def _namespaces_are_dns_labels(cls, value: list[str]) -> list[str]:
         for name in value:
             if not DNS_LABEL.match(name):
-                raise ValueError(f"{name!r} is not a namespace name (lowercase letters, digits and '-', at most 63)")
+                raise ValueError(f"{name!r} is not a namespace name (lowercase letters, digits and '-', at most 63 characters)")
         return value
