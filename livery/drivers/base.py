@@ -101,3 +101,17 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def record_event(self, tenant: str, event_type: EventType, reason: str, message: str) -> None:
         """Attach an event to the Tenant. Messages never contain secrets."""
+
+    async def record_events(self, tenant: str, events: list[tuple[EventType, str, str]]) -> list[BaseException | None]:
+        """Attach (type, reason, message) events in order and return the error of each, or None.
+
+        A driver whose events do not depend on each other may send them concurrently.
+        """
+        errors: list[BaseException | None] = []
+        for event_type, reason, message in events:
+            try:
+                await self.record_event(tenant, event_type, reason, message)
+                errors.append(None)
+            except Exception as exc:  # noqa: BLE001 - the caller decides what a failed event means
+                errors.append(exc)
+        return errors

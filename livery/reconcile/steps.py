@@ -6,6 +6,7 @@ Each step is idempotent and either returns what the next step needs or raises
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -93,7 +94,9 @@ async def check_retained_data(tenant: Tenant, provisioner: Provisioner) -> None:
     if annotations.get(ADOPT_RETAINED_DATA_ANNOTATION) == "true":
         return
     try:
-        modes = [mode for mode in ISOLATION_MODES if await provisioner.database_exists(tenant.name, mode)]
+        # The three checks are independent reads, so they run concurrently.
+        found = await asyncio.gather(*(provisioner.database_exists(tenant.name, mode) for mode in ISOLATION_MODES))
+        modes = [mode for mode, exists in zip(ISOLATION_MODES, found) if exists]
     except Exception as exc:  # noqa: BLE001 - every provisioner failure becomes a condition
         raise ReconcileError(
             f"checking for retained data failed: {exc}", reason=_database_reason(exc), condition="DatabaseReady"

@@ -238,14 +238,17 @@ async def _finish(outcome: _Outcome, status: TenantStatus, phase: str | None, dr
     status.phase = phase
     status.conditions = ordered(outcome.conditions)
 
+    events: list[tuple[str, str, str]] = []
     for condition in status.conditions:
         before = outcome.previous.condition(condition.type)
         if changed(before, condition):
             event_type = "Normal" if condition.status == "True" or condition.reason == "Suspended" else "Warning"
             logger.info("tenant %s: %s %s (%s): %s", tenant.name, condition.type, condition.status, condition.reason, condition.message)
-            await _record_event(driver, tenant.name, event_type, condition.reason, f"{condition.type}: {condition.message}")
+            events.append((event_type, condition.reason, f"{condition.type}: {condition.message}"))
         else:
             logger.debug("tenant %s: %s unchanged (%s)", tenant.name, condition.type, condition.reason)
+    if events:
+        await _record_events(driver, tenant.name, events)
 
     return ReconcileResult(
         status=status,
@@ -277,7 +280,15 @@ def _phase(outcome: _Outcome, tenant: Tenant) -> str:
 
 async def _record_event(driver: Driver, tenant: str, event_type: str, reason: str, message: str) -> None:
     """Send an event; a failure to send is logged and never fails the reconcile."""
+    await _record_events(driver, tenant, [(event_type, reason, message)])
+
+
+async def _record_events(driver: Driver, tenant: str, events: list[tuple[str, str, str]]) -> None:
+    """Send the events; a failure to send is logged and never fails the reconcile."""
     try:
-        await driver.record_event(tenant, event_type, reason, message)  # type: ignore[arg-type]
+        errors = await driver.record_events(tenant, events)  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - events are best effort
-        logger.warning("tenant %s: could not record event %s: %s", tenant, reason, exc)
+        errors = [exc] * len(events)
+    for (_, reason, _), error in zip(events, errors):
+        if error is not None:
+            logger.warning("tenant %s: could not record event %s: %s", tenant, reason, error)

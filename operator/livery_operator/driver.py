@@ -3,11 +3,14 @@
 Every write compares first: an object is created when missing and applied
 (server-side, field manager `livery-operator`) only when a field the operator
 sets differs from the live object, so a drift check of an unchanged tenant
-sends reads only.
+sends reads only. In a namespace this driver created moments ago, objects are
+created without a read first, since none can exist yet. A 409 Conflict falls
+back to the read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -57,24 +60,38 @@ class KubernetesDriver(Driver):
         # or read, so watch events caused by the operator's own writes can be skipped.
         self.observed_apps: dict[str, tuple[int, int]] = {}
         self._namespaces_checked: dict[str, float] = {}
+        # Namespaces this driver created within NAMESPACE_CHECK_SECONDS, in creation order, each
+        # with the live objects written in it since, by (kind, name).
+        self._new_namespaces: dict[str, tuple[float, dict[tuple[str, str], dict[str, Any]]]] = {}
+        # Tenants whose Secret read found nothing, so their namespace is probably missing too.
+        self._secret_missing: set[str] = set()
         # Objects written, by kind and outcome (created, applied, unchanged), for tests and benchmarks.
         self.writes: dict[tuple[str, str], int] = {}
 
-    async def ensure_object(self, desired: dict[str, Any]) -> dict[str, Any]:
+    async def ensure_object(self, desired: dict[str, Any], *, probably_missing: bool = False) -> dict[str, Any]:
         """Create `desired` or apply it when a field differs; return the live object.
 
         Fields that `drift` compares exactly are first put back with a JSON patch, which
-        also removes what another field manager added there.
+        also removes what another field manager added there. With `probably_missing`,
+        or in a namespace this driver just created, the create comes without a read
+        first, and a 409 Conflict falls back to the read.
         """
         kind = desired["kind"]
         metadata = desired["metadata"]
+        key = (kind, metadata["name"])
+        written = self._recent_writes(metadata.get("namespace"))
         try:
-            live = await self.client.get(kind, metadata["name"], metadata.get("namespace"))
+            if written is not None and key in written:
+                live: dict[str, Any] | None = written[key]
+            elif written is not None or probably_missing:
+                live = None
+            else:
+                live = await self.client.get(kind, metadata["name"], metadata.get("namespace"))
             if live is None:
                 try:
                     live = await self.client.create(desired)
                     self._count(kind, "created")
-                    return live
+                    return self._remember(written, key, live)
                 except KubeError as exc:
                     if exc.status != 409:
                         raise
@@ -86,14 +103,43 @@ class KubernetesDriver(Driver):
             if contains(live, desired):
                 if not restore:
                     self._count(kind, "unchanged")
-                return live
+                return self._remember(written, key, live)
             live = await self.client.apply(desired)
             self._count(kind, "applied")
-            return live
+            return self._remember(written, key, live)
         except KubeError as exc:
             if exc.status == 404 and metadata.get("namespace"):
                 self._namespaces_checked.pop(desired["metadata"]["labels"].get(naming.TENANT_LABEL, ""), None)
+                self._new_namespaces.pop(metadata["namespace"], None)
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
+
+    def _recent_writes(self, namespace: str | None) -> dict[tuple[str, str], dict[str, Any]] | None:
+        """Return the objects written in `namespace` if this driver created it within NAMESPACE_CHECK_SECONDS.
+
+        Any other object in such a namespace cannot exist unless another client made it
+        in between, and then its create gets 409 Conflict and `ensure_object` reads it.
+        """
+        entry = self._new_namespaces.get(namespace or "")
+        if entry is None or time.monotonic() - entry[0] >= NAMESPACE_CHECK_SECONDS:
+            return None
+        return entry[1]
+
+    @staticmethod
+    def _remember(
+        written: dict[tuple[str, str], dict[str, Any]] | None, key: tuple[str, str], live: dict[str, Any]
+    ) -> dict[str, Any]:
+        if written is not None:
+            written[key] = live
+        return live
+
+    def _forget_old_new_namespaces(self) -> None:
+        """Drop the entries older than NAMESPACE_CHECK_SECONDS; the dict is in creation order."""
+        now = time.monotonic()
+        while self._new_namespaces:
+            oldest = next(iter(self._new_namespaces))
+            if now - self._new_namespaces[oldest][0] < NAMESPACE_CHECK_SECONDS:
+                break
+            del self._new_namespaces[oldest]
 
     def _count(self, kind: str, outcome: str) -> None:
         self.writes[(kind, outcome)] = self.writes.get((kind, outcome), 0) + 1
@@ -107,20 +153,32 @@ class KubernetesDriver(Driver):
         checked = self._namespaces_checked.get(tenant)
         if checked is not None and time.monotonic() - checked < NAMESPACE_CHECK_SECONDS:
             return
-        namespace = await self.ensure_object(builders.namespace(tenant))
+        self._forget_old_new_namespaces()
+        created_before = self.writes.get(("Namespace", "created"), 0)
+        probably_missing = tenant in self._secret_missing
+        self._secret_missing.discard(tenant)
+        namespace = await self.ensure_object(builders.namespace(tenant), probably_missing=probably_missing)
         if (namespace.get("status") or {}).get("phase") == "Terminating":
             raise DriverError(
                 f"namespace {naming.namespace_name(tenant)} is still terminating; retrying when it is gone",
                 reason="NamespaceTerminating",
             )
         self._namespaces_checked[tenant] = time.monotonic()
+        if self.writes.get(("Namespace", "created"), 0) > created_before:
+            name = naming.namespace_name(tenant)
+            self._new_namespaces.pop(name, None)  # re-inserted last, keeping the dict in creation order
+            self._new_namespaces[name] = (time.monotonic(), {})
 
     async def read_secret(self, tenant: str) -> dict[str, str] | None:
         try:
             obj = await self.client.get("Secret", naming.APP_SECRET_NAME, naming.namespace_name(tenant))
         except KubeError as exc:
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
-        return None if obj is None else builders.decode_secret(obj)
+        if obj is None:
+            self._secret_missing.add(tenant)
+            return None
+        self._secret_missing.discard(tenant)
+        return builders.decode_secret(obj)
 
     async def ensure_secret(self, tenant: str, data: dict[str, str]) -> None:
         await self.ensure_namespace(tenant)
@@ -131,10 +189,14 @@ class KubernetesDriver(Driver):
         await self.ensure_object(builders.config_map(tenant, config))
 
     async def ensure_app(self, spec: AppSpec) -> AppState:
+        """Apply the app's objects; the Deployment goes last, after the quota, limits and policy that govern its pods.
+
+        The objects before it do not depend on each other, so they are applied concurrently.
+        """
         await self.ensure_namespace(spec.tenant)
-        live: dict[str, Any] = {}
-        for obj in builders.app_objects(spec, self.settings):
-            live = await self.ensure_object(obj)
+        *governing, deployment = builders.app_objects(spec, self.settings)
+        await asyncio.gather(*(self.ensure_object(obj) for obj in governing))
+        live = await self.ensure_object(deployment)
         self.observed_apps[spec.tenant] = app_fingerprint(live)
         return deployment_state(live, spec.replicas)
 
@@ -162,9 +224,14 @@ class KubernetesDriver(Driver):
                 await self._remove_suspension_service(namespace)
         except KubeError as exc:
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
+        # Routing is the last step of a reconcile, so the objects kept for its later steps can go.
+        self._new_namespaces.pop(namespace, None)
 
     async def _remove_suspension_service(self, namespace: str) -> None:
         """Delete the suspension Service if it exists; a read comes first so a routine check sends no write."""
+        written = self._recent_writes(namespace)
+        if written is not None and ("Service", builders.SUSPENSION_SERVICE_NAME) not in written:
+            return  # nothing made it in a namespace this new
         if await self.client.get("Service", builders.SUSPENSION_SERVICE_NAME, namespace) is not None:
             await self.client.delete("Service", builders.SUSPENSION_SERVICE_NAME, namespace)
 
@@ -190,6 +257,7 @@ class KubernetesDriver(Driver):
         self.tenant_uids.pop(tenant, None)
         self.observed_apps.pop(tenant, None)
         self._namespaces_checked.pop(tenant, None)
+        self._new_namespaces.pop(namespace, None)
 
     async def record_event(self, tenant: str, event_type: EventType, reason: str, message: str) -> None:
         timestamp = _now()
@@ -214,6 +282,15 @@ class KubernetesDriver(Driver):
             await self.client.create(event)
         except KubeError as exc:
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
+
+
+    async def record_events(self, tenant: str, events: list[tuple[EventType, str, str]]) -> list[BaseException | None]:
+        """Create the Events concurrently, because each Event is its own object and their order does not matter."""
+        results = await asyncio.gather(
+            *(self.record_event(tenant, event_type, reason, message) for event_type, reason, message in events),
+            return_exceptions=True,
+        )
+        return [result if isinstance(result, BaseException) else None for result in results]
 
 
 def app_fingerprint(deployment: dict[str, Any]) -> tuple[int, int]:

@@ -18,6 +18,7 @@ kopf keeps its progress and diff-base in `livery.dev/` annotations, never in
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from typing import Any
 
@@ -99,11 +100,19 @@ def build_registry(
     async def tenants_by_plan(name: str, spec: Any, **_: Any) -> dict[str, str]:
         return {spec.get("plan", ""): name}
 
+    # Plans as the watch delivers them, so a reconcile reads its Plan without a request.
+    @kopf.index(*plans, id="plan_bodies", registry=registry)
+    async def plan_bodies(name: str, body: Any, **_: Any) -> dict[str, dict[str, Any]]:
+        return {name: {key: copy.deepcopy(body[key]) for key in ("apiVersion", "kind", "metadata", "spec") if key in body}}
+
     @kopf.on.resume(*tenants, id="reconcile", registry=registry)
     @kopf.on.create(*tenants, id="reconcile", registry=registry)
     @kopf.on.update(*tenants, id="reconcile", registry=registry)
-    async def reconcile(name: str, reason: str, retry: int, tenant_hosts: kopf.Index, **_: Any) -> None:
+    async def reconcile(
+        name: str, reason: str, retry: int, tenant_hosts: kopf.Index, plan_bodies: kopf.Index, **_: Any
+    ) -> None:
         reconciler.host_index = tenant_hosts
+        reconciler.plan_index = plan_bodies
         result = await reconciler.reconcile(name, str(reason), tenant_hosts)
         if result is None:
             return
@@ -144,8 +153,10 @@ def build_registry(
         status: Any,
         tenants_by_plan: kopf.Index,
         tenant_hosts: kopf.Index,
+        plan_bodies: kopf.Index,
         **_: Any,
     ) -> None:
+        reconciler.plan_index = plan_bodies
         members = sorted(tenants_by_plan.get(name, []))
         semaphore = asyncio.Semaphore(PLAN_FANOUT)
 

@@ -93,6 +93,8 @@ class TenantReconciler:
         # Tenants seen by the host index, and that index; the drift loop reconciles them all.
         self.known_tenants: set[str] = set()
         self.host_index: Mapping[str, Iterable[HostClaim]] | None = None
+        # Plan objects by name from the watch (kopf's `plan_bodies` index), once a handler has run.
+        self.plan_index: Mapping[str, Iterable[Mapping[str, Any]]] | None = None
         # Wall time of each tenant's last reconcile, measured inside its slot (no queueing), in seconds.
         self.durations: dict[str, float] = {}
 
@@ -100,7 +102,11 @@ class TenantReconciler:
         return self._locks.setdefault(tenant, asyncio.Lock())
 
     async def read_plan(self, name: str) -> Plan | None:
-        body = await self.client.get("Plan", name)
+        """Return the Plan from the watch's index, or read it from the API before the index is known."""
+        if self.plan_index is not None:
+            body = next(iter(self.plan_index.get(name, ())), None)
+        else:
+            body = await self.client.get("Plan", name)
         if body is None:
             return None
         data = {key: body[key] for key in ("apiVersion", "kind", "metadata", "spec") if key in body}
