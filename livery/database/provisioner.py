@@ -192,15 +192,18 @@ class DatabaseProvisioner:
     async def _ensure_schema_mode(self, admin: psycopg.AsyncConnection, tenant: str, password: str) -> DatabaseInfo:
         identifier = naming.postgres_identifier(tenant)
         database = naming.SCHEMA_DATABASE
+        # Only the grants on the shared database and its `public` schema rewrite rows that other
+        # tenants' calls rewrite too, so only they wait for the database's lock. The role, its
+        # search_path setting and its schema are rows of this tenant alone.
+        await statements.ensure_login_role(admin, identifier, password)
         async with advisory_lock(admin, database):
-            await statements.ensure_login_role(admin, identifier, password)
             await statements.ensure_database(admin, database)
-            await statements.restrict_connect(admin, database, identifier)
-            await statements.pin_search_path(admin, identifier, database, identifier)
-            async with self._connect(database) as connection:
-                await statements.ensure_schema_access(connection, "public", {})
-                await statements.ensure_schema(connection, identifier, owner=identifier)
         async with self._connect(database) as connection:
+            async with advisory_lock(admin, database):
+                await statements.restrict_connect(admin, database, identifier)
+                await statements.ensure_schema_access(connection, "public", {})
+            await statements.pin_search_path(admin, identifier, database, identifier)
+            await statements.ensure_schema(connection, identifier, owner=identifier)
             await self._migrate(connection, "schema", identifier, owner_role=identifier)
         return self._info(tenant, "schema", database, identifier, password)
 
@@ -222,13 +225,14 @@ class DatabaseProvisioner:
             await statements.ensure_group_role(admin, naming.SHARED_APP_ROLE)
             await statements.ensure_database(admin, database)
             await statements.restrict_connect(admin, database, naming.SHARED_APP_ROLE)
-            await statements.ensure_login_role(admin, identifier, password)
-            await statements.grant_membership(admin, naming.SHARED_APP_ROLE, identifier)
-            async with self._connect(database) as connection:
-                await prepare_shared_public_schema(connection)
-                # Migrating while the lock is held keeps a second tenant from
-                # waiting on the advisory lock inside the migration instead.
-                await self._migrate(connection, "shared", None, owner_role=SHARED_OWNER_ROLE)
+        # The tenant's role and its membership are rows of this tenant alone, so they need no shared lock.
+        await statements.ensure_login_role(admin, identifier, password)
+        await statements.grant_membership(admin, naming.SHARED_APP_ROLE, identifier)
+        async with self._connect(database) as connection, advisory_lock(admin, database):
+            await prepare_shared_public_schema(connection)
+            # Migrating while the lock is held keeps a second tenant from
+            # waiting on the advisory lock inside the migration instead.
+            await self._migrate(connection, "shared", None, owner_role=SHARED_OWNER_ROLE)
         return self._info(tenant, "shared", database, None, password)
 
     async def _drop_shared_mode(self, admin: psycopg.AsyncConnection, tenant: str) -> None:

@@ -10,6 +10,7 @@ converge on the same state. Identifiers are always composed with
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -112,7 +113,10 @@ async def ensure_login_role(connection: psycopg.AsyncConnection, role: str, pass
     if existed and await role_attributes_match(connection, role, LOGIN_ROLE_ATTRIBUTES):
         if await stored_password_matches(connection, role, password):
             return
-    verifier = connection.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+    # The SCRAM key derivation costs milliseconds of CPU, so it runs off the event loop.
+    verifier = (
+        await asyncio.to_thread(connection.pgconn.encrypt_password, password.encode(), role.encode(), b"scram-sha-256")
+    ).decode()
     await connection.execute(
         sql.SQL(
             "ALTER ROLE {} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
@@ -128,7 +132,7 @@ async def stored_password_matches(connection: psycopg.AsyncConnection, role: str
     except errors.InsufficientPrivilege:
         # Only superusers can read pg_authid; other admins rewrite the password every time.
         return False
-    return isinstance(verifier, str) and scram_verifier_matches(verifier, password)
+    return isinstance(verifier, str) and await asyncio.to_thread(scram_verifier_matches, verifier, password)
 
 
 def scram_verifier_matches(verifier: str, password: str) -> bool:
