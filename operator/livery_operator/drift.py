@@ -20,6 +20,10 @@ Labels and annotations follow these rules:
   miss the pods. Its pod template annotations must too, apart from
   `kubectl.kubernetes.io/restartedAt`, which `kubectl rollout restart` sets.
 - The Service's `spec.selector` must equal the built one.
+- A Secret's `data` must equal the built one, because every key becomes an
+  environment variable of the app. This removes keys added to `tenant-redis`.
+  The reconcile builds the `tenant-app` data from the live Secret, so edits
+  there are kept.
 - Any other label or annotation, such as `team: payments` added for an
   admin's own tooling, stays.
 
@@ -67,6 +71,7 @@ EXACT_PATHS: dict[str, tuple[Path, ...]] = {
     "Ingress": (("metadata", "annotations"), ("spec",)),
     "Deployment": (POD_METADATA + ("labels",), *(POD_SPEC + (field,) for field in POD_SECURITY_FIELDS)),
     "Service": (("spec", "selector"),),
+    "Secret": (("data",),),
 }
 # Paths compared value for value, by kind.
 RAW_PATHS: dict[str, tuple[Path, ...]] = {

@@ -222,3 +222,13 @@ def test_service_selector_is_reset():
     operations = restore_operations(live, desired)
 
     assert operations == [{"op": "add", "path": "/spec/selector", "value": desired["spec"]["selector"]}]
+
+
+def test_added_secret_key_is_removed():
+    desired = builders.secret("acme", {"LIVERY_REDIS_URL": "redis://cache:6379/0"})
+    live = copy.deepcopy(desired)
+    live["data"]["LIVERY_S3_ENDPOINT_URL"] = "aHR0cDovL2V4YW1wbGUuY29t"
+
+    operations = restore_operations(live, desired)
+
+    assert operations == [{"op": "add", "path": "/data", "value": desired["data"]}]

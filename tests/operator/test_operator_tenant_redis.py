@@ -82,6 +82,21 @@ def test_edited_redis_url_is_restored(kube, operator):
     )
 
 
+def test_added_redis_secret_key_is_removed(kube, operator):
+    name = unique_name("redis-add")
+    create_ready_tenant(kube, name, "pro")
+    namespace = naming.namespace_name(name)
+    added = secret(name, {"LIVERY_S3_ENDPOINT_URL": "http://attacker.example.com"})
+
+    kube.patch("secrets", REDIS_SECRET_NAME, {"data": added["data"]}, namespace=namespace)
+
+    wait_for(
+        lambda: decode_secret(kube.get("secrets", REDIS_SECRET_NAME, namespace)) == {"LIVERY_REDIS_URL": REDIS_URL},
+        timeout=30,
+        message="added key removed",
+    )
+
+
 def test_redis_password_stays_hidden(kube, operator):
     name = unique_name("redis-quiet")
 
