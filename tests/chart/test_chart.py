@@ -211,9 +211,9 @@ def test_chart_requires_oldest_validated_version(chart: helm.Chart) -> None:
 def test_rendered_objects_match_kubernetes_schemas(rendering: Rendering, kube_version: str) -> None:
     checked = 0
     for obj in rendering.objects:
-        # Plans are checked against their CRD below; kubernetes-validate has no
-        # schema for the Prometheus Operator's kinds, so the tests under
-        # "Network policies and metrics" check their shape.
+        # Plans are checked against their CRD below. kubernetes-validate has no
+        # schema for the Prometheus Operator's kinds, so test_service_monitor_matches_schema
+        # and test_pod_monitor_matches_schema check those.
         if obj["apiVersion"].split("/")[0] in ("livery.dev", "monitoring.coreos.com"):
             continue
         kubernetes_validate.validate(obj, kube_version, strict=True)
@@ -946,6 +946,9 @@ def test_test_hook_fails_when_not_ready(default_rendering: Rendering, readiness_
 
 
 
+# Prometheus Operator objects.
+
+
 # The PodMonitor fields the chart sets, with the types and the Duration pattern of
 # the Prometheus Operator's monitoring.coreos.com/v1 API. Any other field fails,
 # so a typo in the template cannot pass unnoticed.
@@ -1011,6 +1014,66 @@ PODMONITOR_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+SERVICEMONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": PODMONITOR_SCHEMA["properties"]["metadata"],
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "matchExpressions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["key", "operator"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "key": {"type": "string"},
+                                    "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                                    "values": {"type": "array", "items": {"type": "string"}},
+                                },
+                            },
+                        },
+                    },
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": PODMONITOR_SCHEMA["properties"]["spec"]["properties"]["podMetricsEndpoints"][
+                                "items"
+                            ]["properties"]["interval"],
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def test_service_monitor_matches_schema(full_rendering: Rendering) -> None:
+    import jsonschema
+
+    jsonschema.validate(full_rendering.one("ServiceMonitor", "acme-saas"), SERVICEMONITOR_SCHEMA)
 
 
 def built_tenant_pod() -> tuple[dict[str, str], list[dict[str, Any]]]:
