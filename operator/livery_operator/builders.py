@@ -235,7 +235,11 @@ def suspension_service(tenant: str, settings: OperatorSettings) -> dict[str, Any
 
 
 def network_policy(tenant: str, settings: OperatorSettings) -> dict[str, Any]:
-    """Deny all traffic except from the ingress controller and metrics scrapers, and to DNS, the database, Redis and the control API."""
+    """Deny all traffic except the listed peers.
+
+    Inbound: the ingress controller, and metrics scrapers on the app port. Outbound: DNS,
+    the tenant database, Redis and the control API.
+    """
     egress: list[dict[str, Any]] = [
         {
             "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],

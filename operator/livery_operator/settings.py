@@ -109,7 +109,8 @@ class OperatorSettings(CommonSettings):
         except ValueError:
             raise ValueError(f"is not a valid URL. Write it as {example}") from None
         if parts.scheme not in REDIS_SCHEMES:
-            raise ValueError(f"has scheme {parts.scheme or '(none)'!r}, but must start with redis:// or rediss://, as in {example}")
+            scheme = parts.scheme or "(none)"
+            raise ValueError(f"has scheme {scheme!r}, but must start with redis:// or rediss://, as in {example}")
         if not parts.hostname:
             raise ValueError(f"has no host. Write it as {example}")
         return value
@@ -126,5 +127,7 @@ class OperatorSettings(CommonSettings):
     def _namespaces_are_dns_labels(cls, value: list[str]) -> list[str]:
         for name in value:
             if not DNS_LABEL.match(name):
-                raise ValueError(f"{name!r} is not a namespace name (lowercase letters, digits and '-', at most 63 characters)")
+                raise ValueError(
+                    f"{name!r} is not a namespace name (lowercase letters, digits and '-', at most 63 characters)"
+                )
         return value
