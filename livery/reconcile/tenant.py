@@ -132,9 +132,12 @@ async def _run_database_steps(
     try:
         steps.isolation_in_force(secret, resolved.isolation)
     except IsolationChangeRejected as error:
-        # Keep serving the data where it is. The condition names the value to set back.
-        rejection = error
+        # Keep serving the data where it is. A plan's isolation is the default for new tenants,
+        # so only a mode the tenant asks for itself in spec.isolation is an error, whose
+        # condition names the value to set back.
         isolation = secret[steps.SECRET_ISOLATION]
+        if tenant.spec.isolation is not None:
+            rejection = error
 
     try:
         with parts.timed("ensure_database"):

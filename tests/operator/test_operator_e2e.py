@@ -447,15 +447,29 @@ def test_failing_drop_keeps_tenant_until_it_succeeds(kube, operator):
     wait_for(lambda: kube.get("tenants", name) is None, timeout=60, message="Tenant gone")
 
 
-def test_plan_isolation_change_is_rejected(kube, operator):
+def test_plan_isolation_change_keeps_data_mode(kube, operator):
     plan_name = unique_name("shift")
     plan = load_plan("pro").to_json()
     plan["metadata"] = {"name": plan_name}
     kube.create("plans", plan)
     name = unique_name("shift")
     create_ready_tenant(kube, name, plan_name)
+    generation = kube.get("plans", plan_name)["metadata"]["generation"]
 
-    kube.patch("plans", plan_name, {"spec": {"isolation": "database"}})
+    kube.patch("plans", plan_name, {"spec": {"isolation": "database", "limits": {"users": 7}}})
+
+    wait_for(lambda: (status_of(kube, name).get("limits") or {}).get("users") == 7, message="new plan limits applied")
+    assert kube.get("plans", plan_name)["metadata"]["generation"] > generation
+    assert status_of(kube, name)["isolation"] == "schema"
+    assert status_of(kube, name)["phase"] == "Ready"
+    assert condition(kube, name, "DatabaseReady")["status"] == "True"
+
+
+def test_explicit_isolation_change_is_rejected(kube, operator):
+    name = unique_name("shift")
+    create_ready_tenant(kube, name, "pro")
+
+    kube.patch("tenants", name, {"spec": {"isolation": "database"}})
 
     database = wait_for(
         lambda: condition(kube, name, "DatabaseReady").get("reason") == "IsolationChangeRejected" and condition(kube, name, "DatabaseReady"),

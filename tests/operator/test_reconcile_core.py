@@ -254,8 +254,24 @@ async def test_lost_secret_keeps_isolation_in_force(make_tenant, plans, provisio
     result = await run(tenant, moved, driver, provisioner)
 
     assert result.status.isolation == "schema"
-    assert result.status.condition("DatabaseReady").reason == "IsolationChangeRejected"
+    assert result.status.condition("DatabaseReady").status == "True"
     assert driver.secrets[tenant.name]["LIVERY_ISOLATION"] == "schema"
+
+
+async def test_plan_with_other_default_keeps_mode(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("move"), "free")
+    driver = MemoryDriver()
+    await run(tenant, plans["free"], driver, provisioner)
+    tenant.spec.plan = "pro"
+
+    result = await run(tenant, plans["pro"], driver, provisioner)
+
+    assert plans["pro"].spec.isolation != plans["free"].spec.isolation
+    assert result.status.isolation == plans["free"].spec.isolation
+    assert result.status.phase != "Failed"
+    assert result.status.condition("DatabaseReady").status == "True"
+    assert result.status.limits.users == plans["pro"].spec.limits.users
+    assert driver.apps[tenant.name].environment["LIVERY_ISOLATION"] == plans["free"].spec.isolation
 
 
 async def test_delete_without_secret_or_plan_finds_mode(make_tenant, plans, provisioner):
