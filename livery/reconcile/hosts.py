@@ -81,19 +81,27 @@ class HostSplit:
     conflicts: dict[str, str] = field(default_factory=dict)
     # Custom domains that `domain_allowed` rejects.
     not_allowed: list[str] = field(default_factory=list)
+    # Custom domains of a tenant whose plan lacks the customDomains feature.
+    not_in_plan: list[str] = field(default_factory=list)
 
 
-def split_hosts(tenant: Tenant, base_domain: str, holders: Mapping[str, str]) -> HostSplit:
-    """Sort the tenant's hosts into served, held by another tenant, and not allowed.
+def split_hosts(
+    tenant: Tenant, base_domain: str, holders: Mapping[str, str], *, custom_domains: bool = True
+) -> HostSplit:
+    """Sort the tenant's hosts into served, held by another tenant, not allowed and not in the plan.
 
     A host missing from `holders` is served, so a caller that knows no other tenant
-    passes an empty mapping.
+    passes an empty mapping. With `custom_domains` False (a plan without the
+    feature, after a downgrade say) only the primary host is served.
     """
     split = HostSplit()
     primary = naming.primary_host(tenant.name, base_domain)
     for host in naming.tenant_hosts(tenant, base_domain):
         if host != primary and not domain_allowed(host, base_domain):
             split.not_allowed.append(host)
+            continue
+        if host != primary and not custom_domains:
+            split.not_in_plan.append(host)
             continue
         holder = holders.get(host, tenant.name) if host != primary else tenant.name
         if holder == tenant.name:

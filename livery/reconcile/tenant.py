@@ -107,7 +107,9 @@ async def reconcile_tenant(
     status.database = database.status
 
     hosts = naming.tenant_hosts(tenant, settings.base_domain)
-    split = split_hosts(tenant, settings.base_domain, claimed_hosts or {})
+    split = split_hosts(
+        tenant, settings.base_domain, claimed_hosts or {}, custom_domains=resolved.features.custom_domains
+    )
     status.hosts = split.served
     status.url = settings.tenant_url(hosts[0]) if hosts[0] in split.served else None
 
@@ -203,6 +205,15 @@ async def _run_routing_step(
             "DomainNotAllowed",
             f"not serving {listed}: a custom domain cannot be {base_domain} or under it, because those hosts "
             "are the platform's and other tenants' primary hosts; remove it from spec.domains",
+        )
+    elif split.not_in_plan:
+        listed = ", ".join(split.not_in_plan)
+        outcome.set(
+            "RoutingReady",
+            False,
+            "CustomDomainsNotInPlan",
+            f"not serving {listed}: plan {tenant.spec.plan!r} does not include custom domains; "
+            "change to a plan with customDomains or remove them from spec.domains",
         )
     elif split.conflicts:
         # The holder stays out of the message: the status is shown to the tenant's owner, who

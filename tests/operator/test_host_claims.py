@@ -75,3 +75,25 @@ async def test_domain_under_base_domain_is_rejected(make_tenant, plans, provisio
     assert "vic.saas.test" in routing.message
     assert driver.routes[tenant.name].hosts == [f"{tenant.name}.saas.test", "shop.own.test"]
     assert result.status.hosts == [f"{tenant.name}.saas.test", "shop.own.test"]
+
+
+async def test_downgrade_stops_serving_custom_domains(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("down"), "pro", domains=["shop.down.test"])
+    driver = MemoryDriver()
+    first = await reconcile_tenant(
+        tenant, plans["pro"], driver=driver, provisioner=provisioner, settings=SETTINGS, claimed_hosts={}
+    )
+    tenant.spec.plan = "free"
+    tenant.status = first.status
+
+    result = await reconcile_tenant(
+        tenant, plans["free"], driver=driver, provisioner=provisioner, settings=SETTINGS, claimed_hosts={}
+    )
+
+    routing = result.status.condition("RoutingReady")
+    assert first.status.hosts == [f"{tenant.name}.saas.test", "shop.down.test"]
+    assert routing.status == "False"
+    assert routing.reason == "CustomDomainsNotInPlan"
+    assert "shop.down.test" in routing.message
+    assert driver.routes[tenant.name].hosts == [f"{tenant.name}.saas.test"]
+    assert result.status.hosts == [f"{tenant.name}.saas.test"]
