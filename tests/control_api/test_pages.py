@@ -95,6 +95,17 @@ async def test_console_branding_form_escapes_rejected_value(api):
     assert "&lt;script&gt;" in response.text
 
 
+async def test_planted_form_cookie_rejected_in_session(api):
+    tenant, _ = await signed_up_console(api)
+    api.http.cookies.set("livery_form", "planted-token")
+
+    response = await api.http.post(f"/console/{tenant}/branding", data={"csrf": "planted-token", "productName": "Forged"})
+
+    assert response.status_code != 303
+    branding = (await api.context.store.get_tenant(tenant)).spec.branding
+    assert branding is None or branding.product_name != "Forged"
+
+
 async def test_cookie_without_csrf_header_cannot_call_api(api):
     tenant, _ = await signed_up_console(api)
 

@@ -76,8 +76,10 @@ def form_is_authentic(request: Request, context: AppContext, sent: Any) -> bool:
     if not isinstance(sent, str) or not sent:
         return False
     session_token = request.cookies.get(SESSION_COOKIE)
-    if session_token and constant_time_equal(csrf_token(_secret(context), session_token), sent):
-        return True
+    if session_token and read_token(_secret(context), session_token, "access"):
+        # With a session only its own token counts: a pre-session cookie planted from a sibling
+        # host would otherwise let a forged form through.
+        return constant_time_equal(csrf_token(_secret(context), session_token), sent)
     pre_session = request.cookies.get(PRE_SESSION_COOKIE)
     return bool(pre_session) and constant_time_equal(pre_session, sent)
 
