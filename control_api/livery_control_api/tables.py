@@ -103,6 +103,18 @@ class EmailVerificationToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class PasswordResetToken(Base):
+    """A single-use password reset token sent by email. Only the SHA-256 of the token is stored."""
+
+    __tablename__ = "password_reset_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Signup(Base):
     """One signup per tenant name; a repeat with the same email returns the same result."""
 
@@ -187,6 +199,20 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     tenant: Mapped[str | None] = mapped_column(String(40), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class TenantBinding(Base):
+    """The uid of the Tenant that a tenant name's memberships, keys and invitations belong to.
+
+    A Tenant deleted and created again under the same name (with kubectl, say)
+    has a new uid, so the team of the old one is recognised and removed.
+    """
+
+    __tablename__ = "tenant_bindings"
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64))
+    bound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class PendingDomain(Base):
