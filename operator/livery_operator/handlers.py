@@ -18,7 +18,6 @@ kopf keeps its progress and diff-base in `livery.dev/` annotations, never in
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from typing import Any
 
@@ -26,7 +25,6 @@ import kopf
 
 from livery import naming
 from livery.models.base import API_GROUP, API_VERSION
-from livery.reconcile.hosts import HostClaim, host_claims
 
 from .kube import KubeError
 from .reconciler import TenantReconciler
@@ -69,6 +67,7 @@ def build_registry(
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
+        await load_directory(reconciler)
         # One loop for every tenant instead of a kopf timer per tenant, which costs a task each.
         resync_tasks.append(asyncio.create_task(resync_forever(reconciler, resync_seconds), name="livery-resync"))
 
@@ -85,35 +84,27 @@ def build_registry(
         await asyncio.gather(*resync_tasks, return_exceptions=True)
         await reconciler.client.close()
 
-    @kopf.index(*tenants, id="tenant_hosts", registry=registry)
-    async def tenant_hosts(name: str, spec: Any, meta: Any, status: Any, **_: Any) -> dict[str, HostClaim]:
-        reconciler.known_tenants.add(name)
-        return host_claims(
-            name,
-            meta.get("creationTimestamp") or "",
-            spec.get("domains") or [],
-            (status or {}).get("hosts") or [],
-            reconciler.settings.base_domain,
-        )
+    # kopf 1.45 runs on-event handlers before the create, update and resume handlers of the same event
+    # (`process_resource_causes`), so a reconcile sees the claims of the event that triggered it.
+    @kopf.on.event(*tenants, id="tenant_seen", registry=registry)
+    async def tenant_seen(event: dict[str, Any], name: str, body: Any, **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            reconciler.directory.remove_tenant(name)
+        else:
+            reconciler.directory.add_tenant(body)
 
-    @kopf.index(*tenants, id="tenants_by_plan", registry=registry)
-    async def tenants_by_plan(name: str, spec: Any, **_: Any) -> dict[str, str]:
-        return {spec.get("plan", ""): name}
-
-    # Plans as the watch delivers them, so a reconcile reads its Plan without a request.
-    @kopf.index(*plans, id="plan_bodies", registry=registry)
-    async def plan_bodies(name: str, body: Any, **_: Any) -> dict[str, dict[str, Any]]:
-        return {name: {key: copy.deepcopy(body[key]) for key in ("apiVersion", "kind", "metadata", "spec") if key in body}}
+    @kopf.on.event(*plans, id="plan_seen", registry=registry)
+    async def plan_seen(event: dict[str, Any], name: str, body: Any, **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            reconciler.directory.remove_plan(name)
+        else:
+            reconciler.directory.add_plan(body)
 
     @kopf.on.resume(*tenants, id="reconcile", registry=registry)
     @kopf.on.create(*tenants, id="reconcile", registry=registry)
     @kopf.on.update(*tenants, id="reconcile", registry=registry)
-    async def reconcile(
-        name: str, reason: str, retry: int, tenant_hosts: kopf.Index, plan_bodies: kopf.Index, **_: Any
-    ) -> None:
-        reconciler.host_index = tenant_hosts
-        reconciler.plan_index = plan_bodies
-        result = await reconciler.reconcile(name, str(reason), tenant_hosts)
+    async def reconcile(name: str, reason: str, retry: int, **_: Any) -> None:
+        result = await reconciler.reconcile(name, str(reason))
         if result is None:
             return
         if result.permanent_error is not None:
@@ -129,9 +120,7 @@ def build_registry(
 
 
     @kopf.on.event("apps", "v1", "deployments", id="deployment_changed", labels=managed, registry=registry)
-    async def deployment_changed(
-        event: dict[str, Any], body: Any, labels: Any, tenant_hosts: kopf.Index, **_: Any
-    ) -> None:
+    async def deployment_changed(event: dict[str, Any], body: Any, labels: Any, **_: Any) -> None:
         tenant = labels.get(naming.TENANT_LABEL)
         kind = event.get("type")
         if not tenant or kind is None:
@@ -139,30 +128,20 @@ def build_registry(
         # Events of the operator's own writes change no replica count; skip them.
         if kind != "DELETED" and not reconciler.driver.app_changed(tenant, dict(body)):
             return
-        await _reconcile_quietly(reconciler, tenant, "deployment", tenant_hosts)
+        await _reconcile_quietly(reconciler, tenant, "deployment")
 
     # No resume handler: at start-up every tenant is reconciled by its own resume handler, and kopf
     # reports a Plan edited while the operator was down as an update.
     @kopf.on.create(*plans, id="plan_changed", registry=registry)
     @kopf.on.update(*plans, id="plan_changed", registry=registry)
     @kopf.on.delete(*plans, id="plan_deleted", optional=True, registry=registry)
-    async def plan_changed(
-        name: str,
-        reason: str,
-        meta: Any,
-        status: Any,
-        tenants_by_plan: kopf.Index,
-        tenant_hosts: kopf.Index,
-        plan_bodies: kopf.Index,
-        **_: Any,
-    ) -> None:
-        reconciler.plan_index = plan_bodies
-        members = sorted(tenants_by_plan.get(name, []))
+    async def plan_changed(name: str, reason: str, meta: Any, status: Any, **_: Any) -> None:
+        members = reconciler.directory.tenants_on_plan(name)
         semaphore = asyncio.Semaphore(PLAN_FANOUT)
 
         async def one(tenant: str) -> None:
             async with semaphore:
-                await _reconcile_quietly(reconciler, tenant, "plan", tenant_hosts)
+                await _reconcile_quietly(reconciler, tenant, "plan")
 
         await asyncio.gather(*(one(tenant) for tenant in members))
         logger.info("plan %s: reconciled %d tenants", name, len(members))
@@ -179,17 +158,27 @@ def build_registry(
     return registry
 
 
+async def load_directory(reconciler: TenantReconciler) -> None:
+    """List every Tenant and Plan once, so the first reconciles see every tenant's host claims."""
+    for body in await reconciler.client.list("Plan"):
+        reconciler.directory.add_plan(body)
+    for body in await reconciler.client.list("Tenant"):
+        reconciler.directory.add_tenant(body)
+    reconciler.directory_loaded = True
+    logger.info("found %d tenants at start-up", len(reconciler.directory.tenant_names()))
+
+
 async def resync_forever(reconciler: TenantReconciler, interval: float) -> None:
     """Reconcile every known tenant once per `interval` seconds, re-asserting every object."""
     while True:
         await asyncio.sleep(interval)
-        names = sorted(reconciler.known_tenants)
+        names = reconciler.directory.tenant_names()
         started = asyncio.get_running_loop().time()
         semaphore = asyncio.Semaphore(PLAN_FANOUT)
 
         async def one(tenant: str) -> None:
             async with semaphore:
-                await _reconcile_quietly(reconciler, tenant, "resync", reconciler.host_index)
+                await _reconcile_quietly(reconciler, tenant, "resync")
 
         await asyncio.gather(*(one(tenant) for tenant in names))
         elapsed = asyncio.get_running_loop().time() - started
@@ -197,10 +186,10 @@ async def resync_forever(reconciler: TenantReconciler, interval: float) -> None:
             logger.warning("drift check of %d tenants took %.1f s, longer than %.1f s", len(names), elapsed, interval)
 
 
-async def _reconcile_quietly(reconciler: TenantReconciler, tenant: str, trigger: str, index: Any) -> None:
+async def _reconcile_quietly(reconciler: TenantReconciler, tenant: str, trigger: str) -> None:
     """Reconcile from the drift loop or a watch; a failure is logged and retried on the next trigger."""
     try:
-        await reconciler.reconcile(tenant, trigger, index)
+        await reconciler.reconcile(tenant, trigger)
     except Exception:  # noqa: BLE001 - a timer or watch must keep running
         logger.exception("tenant %s: %s reconcile failed", tenant, trigger)
 

@@ -1,7 +1,8 @@
 """Run the shared reconcile steps for Tenants stored in the Kubernetes API.
 
-`TenantReconciler` reads a Tenant and its Plan fresh from the API, runs
-`livery.reconcile`, and writes the status subresource only when it changed.
+`TenantReconciler` reads a Tenant fresh from the API and its Plan from the
+watch-fed `TenantDirectory`, runs `livery.reconcile`, and writes the status
+subresource only when it changed.
 One lock per tenant keeps the change handlers, the drift timer and the
 Deployment watch from reconciling the same tenant at once.
 """
@@ -11,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from livery import naming
 from livery.models.errors import format_validation_error
 from livery.models.plan import Plan
 from livery.models.tenant import Tenant, TenantMeta, TenantSpec, TenantStatus
 from livery.reconcile import ReconcileResult, ReconcileSettings, finalize_tenant, reconcile_tenant
 from livery.reconcile.conditions import make_condition
 from livery.reconcile.context import Provisioner, SnapshotStorage
-from livery.reconcile.hosts import HostClaim, assign_hosts
 
+from .directory import TenantDirectory
 from .driver import KubernetesDriver
 from .kube import KubeClient, KubeError
 from .metrics import RECONCILES, MetricsObserver
@@ -64,13 +66,6 @@ def minimal_tenant(body: Mapping[str, Any]) -> Tenant:
     )
 
 
-def claimed_hosts(index: Mapping[str, Iterable[HostClaim]] | None) -> dict[str, str]:
-    """Return host -> the tenant that holds it, from the `tenant_hosts` index."""
-    if not index:
-        return {}
-    return assign_hosts(index)
-
-
 class TenantReconciler:
     def __init__(
         self,
@@ -90,11 +85,10 @@ class TenantReconciler:
         self._locks: dict[str, asyncio.Lock] = {}
         # Bounds the reconciles in flight, and so the connections to the tenant database server.
         self._slots = asyncio.Semaphore(max_concurrent)
-        # Tenants seen by the host index, and that index; the drift loop reconciles them all.
-        self.known_tenants: set[str] = set()
-        self.host_index: Mapping[str, Iterable[HostClaim]] | None = None
-        # Plan objects by name from the watch (kopf's `plan_bodies` index), once a handler has run.
-        self.plan_index: Mapping[str, Iterable[Mapping[str, Any]]] | None = None
+        # Every Tenant's host claims and plan, and every Plan. The drift loop reconciles all those tenants.
+        # Until the start-up handler has filled it, Plans are read from the API and no claims are known.
+        self.directory = TenantDirectory(settings.base_domain)
+        self.directory_loaded = False
         # Wall time of each tenant's last reconcile, measured inside its slot (no queueing), in seconds.
         self.durations: dict[str, float] = {}
 
@@ -102,9 +96,9 @@ class TenantReconciler:
         return self._locks.setdefault(tenant, asyncio.Lock())
 
     async def read_plan(self, name: str) -> Plan | None:
-        """Return the Plan from the watch's index, or read it from the API before the index is known."""
-        if self.plan_index is not None:
-            body = next(iter(self.plan_index.get(name, ())), None)
+        """Return the Plan from the directory, or read it from the API before the directory is loaded."""
+        if self.directory_loaded:
+            body: Mapping[str, Any] | None = self.directory.plan(name)
         else:
             body = await self.client.get("Plan", name)
         if body is None:
@@ -112,14 +106,12 @@ class TenantReconciler:
         data = {key: body[key] for key in ("apiVersion", "kind", "metadata", "spec") if key in body}
         return Plan.model_validate(data)
 
-    async def reconcile(
-        self, name: str, trigger: str, host_index: Mapping[str, Iterable[HostClaim]] | None = None
-    ) -> ReconcileResult | None:
+    async def reconcile(self, name: str, trigger: str) -> ReconcileResult | None:
         """Reconcile the Tenant `name` and persist its status; None when it is gone or being deleted."""
         async with self.lock(name), self._slots:
             body = await self.client.get("Tenant", name)
             if body is None:
-                self.known_tenants.discard(name)
+                self.directory.remove_tenant(name)
                 return None
             if (body.get("metadata") or {}).get("deletionTimestamp"):
                 return None
@@ -137,7 +129,7 @@ class TenantReconciler:
                 driver=self.driver,
                 provisioner=self.provisioner,
                 settings=self.settings,
-                claimed_hosts=claimed_hosts(host_index),
+                claimed_hosts=self.directory.holders(naming.tenant_hosts(tenant, self.settings.base_domain)),
                 storage=self.storage,
                 observer=self.observer,
             )
@@ -189,7 +181,7 @@ class TenantReconciler:
             )
             await self.write_status(name, body.get("status"), result.status)
         if result.finished:
-            self.known_tenants.discard(name)
+            self.directory.remove_tenant(name)
             self._locks.pop(name, None)
             self.durations.pop(name, None)
             self.observer.set_phase(name, None)

@@ -6,8 +6,8 @@ import pytest
 from operator_support import tenant_manifest
 from pydantic import ValidationError
 
-from livery.reconcile.hosts import REQUESTED, SERVED
-from livery_operator.reconciler import claimed_hosts, minimal_tenant, parse_tenant
+from livery_operator.directory import TenantDirectory
+from livery_operator.reconciler import minimal_tenant, parse_tenant
 
 
 def test_parse_drops_status_with_unknown_fields():
@@ -43,21 +43,45 @@ def test_minimal_tenant_defaults_to_retain():
     assert tenant.spec.deletion_policy == "Retain"
 
 
+def tenant_body(name: str, created: str, domains: list[str], served: list[str] | None = None) -> dict:
+    body = tenant_manifest(name, "pro", domains=domains)
+    body["metadata"]["creationTimestamp"] = created
+    if served is not None:
+        body["status"] = {"hosts": served}
+    return body
+
+
 def test_first_claim_by_creation_time_wins():
-    index = {
-        "shop.example.test": [(REQUESTED, "2026-02-01T00:00:00Z", "newer"), (REQUESTED, "2026-01-01T00:00:00Z", "older")],
-        "own.example.test": [(REQUESTED, "2026-03-01T00:00:00Z", "newer")],
-    }
+    directory = TenantDirectory("saas.test")
+    directory.add_tenant(tenant_body("newer", "2026-02-01T00:00:00Z", ["shop.example.test", "own.example.test"]))
+    directory.add_tenant(tenant_body("older", "2026-01-01T00:00:00Z", ["shop.example.test"]))
 
-    claims = claimed_hosts(index)
+    holders = directory.holders(["shop.example.test", "own.example.test", "unclaimed.example.test"])
 
-    assert claims["shop.example.test"] == "older"
-    assert claims["own.example.test"] == "newer"
+    assert holders["shop.example.test"] == "older"
+    assert holders["own.example.test"] == "newer"
+    assert "unclaimed.example.test" not in holders
 
 
 def test_served_claim_beats_older_claim():
-    index = {"shop.example.test": [(SERVED, "2026-02-01T00:00:00Z", "newer"), (REQUESTED, "2026-01-01T00:00:00Z", "older")]}
+    directory = TenantDirectory("saas.test")
+    directory.add_tenant(tenant_body("newer", "2026-02-01T00:00:00Z", ["shop.example.test"], served=["shop.example.test"]))
+    directory.add_tenant(tenant_body("older", "2026-01-01T00:00:00Z", ["shop.example.test"]))
 
-    claims = claimed_hosts(index)
+    holders = directory.holders(["shop.example.test"])
 
-    assert claims["shop.example.test"] == "newer"
+    assert holders["shop.example.test"] == "newer"
+
+
+def test_directory_drops_claims_of_changed_and_removed_tenants():
+    directory = TenantDirectory("saas.test")
+    directory.add_tenant(tenant_body("older", "2026-01-01T00:00:00Z", ["shop.example.test"]))
+    directory.add_tenant(tenant_body("newer", "2026-02-01T00:00:00Z", ["shop.example.test"]))
+
+    directory.add_tenant(tenant_body("older", "2026-01-01T00:00:00Z", []))
+    assert directory.holders(["shop.example.test"]) == {"shop.example.test": "newer"}
+
+    directory.remove_tenant("newer")
+    assert directory.holders(["shop.example.test"]) == {}
+    assert directory.tenant_names() == ["older"]
+    assert directory.tenants_on_plan("pro") == ["older"]
