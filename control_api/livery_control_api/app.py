@@ -27,6 +27,7 @@ from .routers import accounts, admin, console, health, pages, team, tenants
 from .routers import billing as billing_routes
 from .settings import ControlApiSettings
 from .suspension import SuspensionPageMiddleware
+from .team_sync import sync_teams
 
 logger = logging.getLogger("livery.control_api")
 
@@ -53,10 +54,14 @@ async def close_store(store: ResourceStore) -> None:
 
 
 async def run_periodic_tasks(context: AppContext) -> None:
-    """Run the periodic tasks every `grace_check_seconds` until cancelled: suspensions after grace periods, meter event resends."""
+    """Run the periodic tasks every `grace_check_seconds` until cancelled.
+
+    They are suspensions after grace periods, meter event resends and the team sync
+    (`team_sync.sync_teams`).
+    """
     while True:
         await asyncio.sleep(context.settings.grace_check_seconds)
-        for task in (suspend_expired_grace_periods, resend_meter_events):
+        for task in (suspend_expired_grace_periods, resend_meter_events, sync_teams):
             try:
                 await task(context)
             except Exception as exc:  # the next round retries; one failure must not stop the loop

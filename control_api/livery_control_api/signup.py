@@ -35,6 +35,7 @@ from .ratelimit import check_password_limited
 from .schemas import NameCheck, SignupRequest
 from .security import new_token, token_digest
 from .signup_rows import insert_signup_rows
+from .team_sync import sync_owner
 from .tables import Account, Signup, TenantBilling
 
 logger = logging.getLogger("livery.control_api.signup")
@@ -248,8 +249,10 @@ async def complete_paid_signup(
             logger.error("paid signup of %s collides with an existing tenant of another owner; not written", signup.tenant)
             record_audit(session, "stripe", "billing.signup_collision", signup.tenant, email=signup.email)
             return True
-        await context.store.apply_tenant(signup.tenant, tenant_spec(signup), CONTROL_API_FIELD_MANAGER)
+        written = await context.store.apply_tenant(signup.tenant, tenant_spec(signup), CONTROL_API_FIELD_MANAGER)
         signup.state = "complete"
+        # The signup's owner membership waited for this write.
+        await sync_owner(session, written)
     billing = await session.get(TenantBilling, tenant, with_for_update=True)
     if billing is None:
         billing = TenantBilling(tenant=tenant)

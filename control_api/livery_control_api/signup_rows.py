@@ -1,7 +1,9 @@
 """Write the database rows of one signup in a single statement.
 
-A signup adds a membership, an email verification token, the signup itself
-and, for a new email, the account. Data-modifying CTEs send them as one
+A signup adds an email verification token, the signup itself, for a new email
+the account, and for a signup that needs no payment the owner membership. A
+signup waiting for payment gets its membership only when its Tenant is written,
+so it grants no role in a Tenant that someone else creates under the name meanwhile. Data-modifying CTEs send them as one
 statement, so a signup costs one round trip to PostgreSQL instead of four.
 Foreign keys are still checked, at the end of the statement, and a unique
 violation (a concurrent signup of the same name or email) raises
@@ -18,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .tables import Account, EmailVerificationToken, Membership, Signup
 
 
-def _signup_rows_statement(*, new_account: bool) -> Insert:
+def _signup_rows_statement(*, new_account: bool, owner: bool) -> Insert:
     account_id = bindparam("account_id")
     statement = insert(Signup.__table__).values(
         tenant=bindparam("tenant"), email=bindparam("email"), display_name=bindparam("display_name"),
@@ -29,25 +31,34 @@ def _signup_rows_statement(*, new_account: bool) -> Insert:
             id=account_id, email=bindparam("email"), password_hash=bindparam("password_hash"), token_version=0
         )
         statement = statement.add_cte(account.cte("new_account"))
-    membership = insert(Membership.__table__).values(account_id=account_id, tenant=bindparam("tenant"), role="owner")
+    if owner:
+        membership = insert(Membership.__table__).values(account_id=account_id, tenant=bindparam("tenant"), role="owner")
+        statement = statement.add_cte(membership.cte("new_membership"))
     token = insert(EmailVerificationToken.__table__).values(
         token_hash=bindparam("token_hash"), account_id=account_id, expires_at=bindparam("expires_at")
     )
-    return statement.add_cte(membership.cte("new_membership")).add_cte(token.cte("new_token"))
+    return statement.add_cte(token.cte("new_token"))
 
 
-WITH_NEW_ACCOUNT = _signup_rows_statement(new_account=True)
-WITH_EXISTING_ACCOUNT = _signup_rows_statement(new_account=False)
+# Keyed by (new account, owner membership).
+STATEMENTS = {
+    (new_account, owner): _signup_rows_statement(new_account=new_account, owner=owner)
+    for new_account in (True, False)
+    for owner in (True, False)
+}
 
 
 async def insert_signup_rows(
     session: AsyncSession, signup: Signup, account: Account, *, new_account: bool, token_hash: str, expires_at: datetime
 ) -> None:
-    """Insert the rows of `signup`, and `account` when `new_account`, in the session's transaction."""
+    """Insert the rows of `signup`, and `account` when `new_account`, in the session's transaction.
+
+    The owner membership is inserted only for a signup in state `complete`.
+    """
     parameters = {
         "tenant": signup.tenant, "email": signup.email, "display_name": signup.display_name, "plan": signup.plan,
         "account_id": account.id, "state": signup.state, "token_hash": token_hash, "expires_at": expires_at,
     }
     if new_account:
         parameters["password_hash"] = account.password_hash
-    await session.execute(WITH_NEW_ACCOUNT if new_account else WITH_EXISTING_ACCOUNT, parameters)
+    await session.execute(STATEMENTS[(new_account, signup.state == "complete")], parameters)

@@ -84,10 +84,19 @@ async def update_branding(context: AppContext, name: str, changes: dict[str, Any
     return await apply_spec(context, name, {"branding": changes})
 
 
-async def issue_login_link(context: AppContext, tenant: Tenant) -> tuple[str, int]:
-    """Return a one-time sign-in URL for the tenant's owner and its lifetime in seconds."""
+async def issue_login_link(context: AppContext, tenant: Tenant, requester_email: str | None = None) -> tuple[str, int]:
+    """Return a one-time sign-in URL for the tenant's owner and its lifetime in seconds.
+
+    The link signs in as the account in `spec.owner`, so an account asking for it
+    (`requester_email`) must be that account; platform admins pass None.
+    """
     if tenant.spec.owner is None:
         raise Conflict(f"tenant {tenant.name!r} has no spec.owner, so no login link can be issued; set spec.owner.email", field="owner")
+    if requester_email is not None and requester_email.lower() != tenant.spec.owner.email.lower():
+        raise Forbidden(
+            f"the login link signs in as the owner in spec.owner, which is not {requester_email}; "
+            "only that account or a platform admin can open the app this way"
+        )
     url = tenant.status.url if tenant.status else None
     secret = await context.store.read_tenant_secret(tenant.name)
     if not url or not secret or not secret.get(SECRET_LOGIN_KEY):

@@ -20,6 +20,7 @@ from ..quota import latest_usage, limits_for, usage_excess, write_plan
 from ..schemas import AdminApplyResponse, AdminTenantView, EventView, LoginLinkResponse, PlanChangeRequest
 from ..billing.retire import retire_billing
 from ..tables import AuditEntry, TenantBilling
+from ..team_sync import sync_tenant_team
 from ..tenant_access import apply_spec, issue_login_link, load_plan, load_tenant
 from .team import remove_tenant
 
@@ -76,6 +77,7 @@ async def apply_manifest(
     if before is None:
         # Billing state left by a deleted tenant of this name (deleted with kubectl, say) is not the new tenant's.
         await retire_billing(session, resource.name, caller.actor)
+    await sync_tenant_team(session, result, created=before is None)
     record_audit(session, caller.actor, f"tenant.{action}", resource.name)
     await session.commit()
     return AdminApplyResponse(action=action, resource=result.to_json())

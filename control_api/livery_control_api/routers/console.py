@@ -138,7 +138,8 @@ async def console_open_app(request: Request, name: str, context: Context, sessio
     if early is not None:
         return early
     try:
-        url, _ = await issue_login_link(context, await load_tenant(context, name))
+        caller = page_caller(request, context)
+        url, _ = await issue_login_link(context, await load_tenant(context, name), caller.email if caller else "")
     except ApiError as exc:
         return await _console(request, context, session, name, errors={"form": exc.message}, status_code=exc.status_code)
     return redirect(url)

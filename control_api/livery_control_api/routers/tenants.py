@@ -126,7 +126,8 @@ async def delete_domain(name: TenantName, domain: DomainName, caller: CurrentCal
 async def owner_login_link(name: TenantName, caller: CurrentCaller, context: Context, session: Session) -> LoginLinkResponse:
     """Return a one-time link that signs the owner in to the tenant's app."""
     await authorize(session, caller, name, Permission.OPEN_APP)
-    url, lifetime = await issue_login_link(context, await load_tenant(context, name))
+    requester = caller.email if caller.kind == "account" else None
+    url, lifetime = await issue_login_link(context, await load_tenant(context, name), requester)
     return LoginLinkResponse(url=url, expires_in=lifetime)
 
 
