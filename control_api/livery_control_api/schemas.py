@@ -111,7 +111,21 @@ class InvitationView(ApiModel):
     email: str
     role: str
     expires_at: datetime
+    invited_by: str | None = Field(default=None, description="Email of the member who sent it; null once that account is gone.")
     token: str | None = Field(default=None, description="Shown once, when the invitation is created.")
+
+
+class PasswordResetRequest(ApiModel):
+    email: Annotated[str, EMAIL]
+
+
+class PasswordResetConfirm(ApiModel):
+    token: Annotated[str, Field(min_length=1, max_length=256)]
+    new_password: Password
+
+
+class AcceptedResponse(ApiModel):
+    message: str
 
 
 class AcceptInvitationRequest(ApiModel):
@@ -134,6 +148,9 @@ class ApiKeyView(ApiModel):
     name: str
     role: str
     created_at: datetime | None = None
+    created_by: str | None = Field(
+        default=None, description="Email of the member who created it; null for keys created with an API key or the admin token."
+    )
     revoked: bool = False
     key: str | None = Field(default=None, description="The secret key, shown once, when the key is created.")
 

@@ -64,15 +64,18 @@ async def test_repeated_web_signup_starts_no_session(api, fresh_limiter):
 
 
 async def test_begin_attempt_blocks_past_limit(limiter):
-    waits = [await limiter.begin_attempt("account:a@example.com", "address:10.0.0.9") for _ in range(4)]
-
-    assert waits[:3] == [None, None, None]
-    assert waits[3] is not None
-
-
-async def test_success_takes_back_address_attempt(limiter):
+    keys = ("account:a@example.com", "address:10.0.0.9")
     for _ in range(3):
-        await limiter.begin_attempt("account:a@example.com", "address:10.0.0.8")
-        await limiter.record_success("account:a@example.com", "address:10.0.0.8")
+        assert await limiter.begin_attempt(*keys) is None
+        await limiter.end_attempt(*keys, succeeded=False)
 
-    assert await limiter.begin_attempt("account:b@example.com", "address:10.0.0.8") is None
+    assert await limiter.begin_attempt(*keys) is not None
+
+
+async def test_success_counts_nothing(limiter):
+    keys = ("account:a@example.com", "address:10.0.0.8")
+    for _ in range(5):
+        assert await limiter.begin_attempt(*keys) is None
+        await limiter.end_attempt(*keys, succeeded=True)
+
+    assert await limiter.retry_after(*keys) is None

@@ -110,11 +110,11 @@ async def test_limiter_blocks_address_across_accounts(limiter):
     assert await limiter.retry_after("account:new@example.com", "address:10.0.0.2") is None
 
 
-async def test_limiter_success_clears_account(limiter):
+async def test_limiter_clear_unblocks_account(limiter):
     for _ in range(3):
         await limiter.record_failure("account:a@example.com")
 
-    await limiter.record_success("account:a@example.com")
+    await limiter.clear("account:a@example.com")
 
     assert await limiter.retry_after("account:a@example.com") is None
 

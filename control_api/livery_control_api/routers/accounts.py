@@ -1,4 +1,4 @@
-"""Signup, tokens, email verification and the caller's own account."""
+"""Signup, tokens, email verification, password reset and the caller's own account."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ipaddress
 import logging
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Form, Query, Request, Response
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -16,8 +16,17 @@ from livery.store.base import StoreError
 
 from ..dependencies import Context, CurrentCaller, Session, current_account, utcnow
 from ..errors import InvalidInput, Unauthorized
+from ..password_reset import ACCEPTED_MESSAGE, confirm_password_reset, request_password_reset, send_reset_email
 from ..ratelimit import check_password_limited
-from ..schemas import NameCheck, SignupRequest, SignupResponse, TokenResponse
+from ..schemas import (
+    AcceptedResponse,
+    NameCheck,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    SignupRequest,
+    SignupResponse,
+    TokenResponse,
+)
 from ..security import issue_token, read_token, token_digest
 from ..signup import check_tenant_name, sign_up
 from ..tables import Account, EmailVerificationToken, Membership, UsedRefreshToken
@@ -173,6 +182,26 @@ async def verify_email(session: Session, token: Annotated[str, Form(max_length=2
     if account is not None and account.email_verified_at is None:
         account.email_verified_at = utcnow()
     await session.commit()
+
+
+@router.post("/auth/password-reset", response_model=AcceptedResponse, status_code=202)
+async def password_reset(
+    body: PasswordResetRequest, request: Request, context: Context, session: Session, background: BackgroundTasks
+) -> AcceptedResponse:
+    """Email a single-use password reset link. The response is the same whether or not the account exists.
+
+    The email goes out after the response, so the response time does not reveal whether an account exists either.
+    """
+    message = await request_password_reset(context, session, body.email, client_address(request))
+    if message is not None:
+        background.add_task(send_reset_email, context, message)
+    return AcceptedResponse(message=ACCEPTED_MESSAGE)
+
+
+@router.post("/auth/password-reset/confirm", status_code=204)
+async def password_reset_confirm(body: PasswordResetConfirm, context: Context, session: Session) -> None:
+    """Set a new password with the emailed token, and end every token and console session of the account."""
+    await confirm_password_reset(context, session, body.token, body.new_password)
 
 
 @router.get("/me")

@@ -1,4 +1,4 @@
-"""Server-rendered account pages: signup, sign-in, email verification and invitations.
+"""Server-rendered account pages: signup, sign-in, password reset, email verification and invitations.
 
 Every form works without JavaScript; the scripts only add the name check as
 the user types. Sessions and CSRF tokens are in `rendering`.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -17,8 +17,15 @@ from sqlalchemy import select
 from ..context import AppContext
 from ..dependencies import SESSION_COOKIE, Context, Session, utcnow
 from ..errors import ApiError, TooManyRequests, validation_error_lines
+from ..password_reset import (
+    ACCEPTED_MESSAGE,
+    RESET_TOKEN_MINUTES,
+    confirm_password_reset,
+    request_password_reset,
+    send_reset_email,
+)
 from ..ratelimit import check_password_limited
-from ..schemas import SignupRequest
+from ..schemas import PasswordResetConfirm, PasswordResetRequest, SignupRequest
 from ..security import token_digest
 from ..signup import sign_up
 from ..tables import Account, EmailVerificationToken
@@ -147,3 +154,62 @@ async def invitation_submit(request: Request, context: Context, session: Session
     start_session(context, response, account)
     return response
 
+
+
+@router.get("/password-reset", response_class=HTMLResponse)
+async def password_reset_page(request: Request, context: Context) -> Response:
+    return render_page(request, context, "password_reset_request.html", values={}, errors={}, minutes=RESET_TOKEN_MINUTES)
+
+
+@router.post("/password-reset", response_class=HTMLResponse)
+async def password_reset_submit(
+    request: Request, context: Context, session: Session, background: BackgroundTasks
+) -> Response:
+    form = await request.form()
+    values = {"email": str(form.get("email", "")).strip()}
+    page = {"values": values, "minutes": RESET_TOKEN_MINUTES}
+    if not form_is_authentic(request, context, form.get("csrf")):
+        return render_page(request, context, "password_reset_request.html", 400, **page,
+                           errors={"form": "The form expired; submit it again."})
+    try:
+        body = PasswordResetRequest.model_validate(values)
+    except ValidationError:
+        return render_page(request, context, "password_reset_request.html", 422, **page,
+                           errors={"email": "Enter a valid email address."})
+    try:
+        message = await request_password_reset(context, session, body.email, client_address(request))
+    except TooManyRequests as exc:
+        wait = exc.headers["Retry-After"]
+        return render_page(request, context, "password_reset_request.html", 429, **page,
+                           errors={"form": f"Too many reset requests. Try again in {wait} seconds."})
+    if message is not None:
+        background.add_task(send_reset_email, context, message)
+    return render_page(request, context, "message.html", title="Check your email", message=ACCEPTED_MESSAGE)
+
+
+@router.get("/password-reset/confirm", response_class=HTMLResponse)
+async def password_reset_confirm_page(request: Request, context: Context) -> Response:
+    return render_page(request, context, "password_reset_confirm.html", token=request.query_params.get("token", ""), errors={})
+
+
+@router.post("/password-reset/confirm", response_class=HTMLResponse)
+async def password_reset_confirm_submit(request: Request, context: Context, session: Session) -> Response:
+    form = await request.form()
+    token = str(form.get("token", ""))
+    if not form_is_authentic(request, context, form.get("csrf")):
+        return render_page(request, context, "password_reset_confirm.html", 400, token=token,
+                           errors={"form": "The form expired; submit it again."})
+    try:
+        body = PasswordResetConfirm(token=token, new_password=str(form.get("password", "")))
+        await confirm_password_reset(context, session, body.token, body.new_password)
+    except ValidationError as exc:
+        return render_page(request, context, "password_reset_confirm.html", 422, token=token,
+                           errors={"password": validation_error_lines(exc)[0]})
+    except ApiError as exc:
+        return render_page(request, context, "password_reset_confirm.html", exc.status_code, token=token,
+                           errors={exc.field or "form": exc.message})
+    response = render_page(request, context, "message.html", title="Password changed",
+                           message="Your password is changed and every session is signed out. Sign in with the new password.")
+    # The reset ended any console session of this browser, so its cookie is dropped too.
+    response.delete_cookie(SESSION_COOKIE)
+    return response
