@@ -34,13 +34,21 @@ class Excess:
 
 
 async def latest_usage(session: AsyncSession, tenant: str) -> dict[str, int]:
-    """Return the newest reported value of each gauge metric (users, storage_bytes) of a tenant."""
+    """Return the last received value of each gauge metric (users, storage_bytes) of a tenant.
+
+    Reports are ordered by the time this server stored them, not by the timestamp
+    the tenant app sends, so a report dated in the future cannot hide later ones
+    from the plan checks. Reports stored in one request are ordered by timestamp.
+
+    NOTE: an older report that a tenant app resends late, after a failed request,
+    counts as the latest until the app's next report arrives.
+    """
     usage: dict[str, int] = {}
     for metric in ("users", "storage_bytes"):
         value = await session.scalar(
             select(UsageRecord.value)
             .where(UsageRecord.tenant == tenant, UsageRecord.metric == metric)
-            .order_by(UsageRecord.timestamp.desc(), UsageRecord.received_at.desc())
+            .order_by(UsageRecord.received_at.desc(), UsageRecord.timestamp.desc())
             .limit(1)
         )
         if value is not None:

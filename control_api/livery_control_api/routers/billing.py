@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
@@ -14,8 +14,8 @@ from livery.drivers.base import SECRET_USAGE_TOKEN
 from ..billing.events import process_event
 from ..billing.meters import send_meter_events
 from ..billing.provider import BillingError, SignatureInvalid
-from ..dependencies import Context, Session, bearer_token
-from ..errors import ApiError, Unauthorized, Unavailable
+from ..dependencies import Context, Session, bearer_token, utcnow
+from ..errors import ApiError, InvalidInput, Unauthorized, Unavailable
 from ..schemas import UsageRequest, UsageResponse
 from ..security import constant_time_equal
 from ..tables import UsageRecord
@@ -24,6 +24,9 @@ logger = logging.getLogger("livery.control_api.billing")
 
 router = APIRouter(prefix="/v1", tags=["billing"])
 
+
+# How far a usage report's timestamp may be ahead of this server's clock, to allow for clock skew.
+MAX_USAGE_CLOCK_SKEW = timedelta(minutes=5)
 
 # An event carries one API object, so 1 MiB is far above any Stripe event (an estimate, not a documented limit).
 MAX_WEBHOOK_BYTES = 1024 * 1024
@@ -74,12 +77,21 @@ async def report_usage(body: UsageRequest, request: Request, context: Context, s
         raise Unauthorized("usage token is missing or does not match the tenant")
 
     rows = [
-        {
-            "id": str(report.id), "tenant": body.tenant, "metric": report.metric, "value": report.value,
-            "timestamp": report.timestamp if report.timestamp.tzinfo else report.timestamp.replace(tzinfo=UTC),
-        }
+        {"id": str(report.id), "tenant": body.tenant, "metric": report.metric, "value": report.value,
+         "timestamp": _aware(report.timestamp)}
         for report in body.reports
     ]
+    latest_allowed = utcnow() + MAX_USAGE_CLOCK_SKEW
+    for index, row in enumerate(rows):
+        if row["timestamp"] > latest_allowed:
+            logger.warning("rejected usage reports of tenant %s: report %s is dated %s, ahead of the server clock",
+                           body.tenant, row["id"], row["timestamp"].isoformat())
+            raise InvalidInput(
+                f"reports[{index}].timestamp {row['timestamp'].isoformat()} is more than "
+                f"{int(MAX_USAGE_CLOCK_SKEW.total_seconds())} seconds ahead of the server clock. "
+                "Send the time the value was measured, and check the tenant app's clock",
+                field=f"reports[{index}].timestamp",
+            )
     inserted = (
         await session.scalars(
             insert(UsageRecord).values(rows).on_conflict_do_nothing(index_elements=[UsageRecord.id]).returning(UsageRecord.id)
@@ -96,3 +108,8 @@ async def report_usage(body: UsageRequest, request: Request, context: Context, s
         ).all()
         await send_meter_events(context, session, body.tenant, list(records))
     return UsageResponse(accepted=len(new_ids), duplicates=len(rows) - len(new_ids))
+
+
+def _aware(timestamp: datetime) -> datetime:
+    """Return the timestamp with UTC as its time zone when the client sent none."""
+    return timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
