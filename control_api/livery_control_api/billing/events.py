@@ -89,7 +89,7 @@ async def _apply(context: AppContext, session: AsyncSession, event: dict[str, An
     event_type = event["type"]
     obj = (event.get("data") or {}).get("object") or {}
     if event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-        return await _checkout_completed(context, session, obj)
+        return await _checkout_completed(context, session, event, obj)
     if event_type == "checkout.session.expired":
         return await _checkout_expired(session, obj)
     if event_type.startswith("customer.subscription."):
@@ -122,7 +122,32 @@ async def _advance_watermark(session: AsyncSession, key: str, object_type: str, 
     return verdict
 
 
-async def _checkout_completed(context: AppContext, session: AsyncSession, checkout: dict[str, Any]) -> str:
+async def _watermark_verdict(session: AsyncSession, key: str, event: dict[str, Any]) -> str | None:
+    """Return "newer", "same" or "older" for the event against the object's watermark, or None when it has none.
+
+    Unlike `_advance_watermark`, it leaves the watermark where it is.
+    """
+    row = await session.get(ObjectWatermark, key)
+    if row is None:
+        return None
+    created = int(event.get("created") or 0)
+    if created < row.watermark:
+        return "older"
+    return "same" if created == row.watermark else "newer"
+
+
+async def _checkout_completed(
+    context: AppContext, session: AsyncSession, event: dict[str, Any], checkout: dict[str, Any]
+) -> str:
+    """Apply a paid subscription Checkout: complete its signup, or start or upgrade the tenant's subscription.
+
+    A Checkout is checked against its subscription's watermark without moving it,
+    so the subscription's own events of the same second still apply. A Checkout
+    older than that watermark is stale, and one as old is resolved by fetching
+    the subscription from Stripe. A Checkout that names another subscription than
+    the tenant's recorded one takes its place only when that subscription is the
+    newer one (see `_replaces_recorded_subscription`).
+    """
     if checkout.get("mode") != "subscription":
         return "ignored"
     if checkout.get("payment_status") == "unpaid":
@@ -133,29 +158,90 @@ async def _checkout_completed(context: AppContext, session: AsyncSession, checko
         return "unmapped"
     customer_id = _id_of(checkout.get("customer"))
     subscription_id = _id_of(checkout.get("subscription"))
+    if not subscription_id:
+        # Stripe sets the subscription of every completed subscription-mode Checkout.
+        logger.warning("Checkout Session %s of tenant %s names no subscription", checkout.get("id"), tenant)
+        return "ignored"
     if await is_retired(session, subscription_id):
         return "stale"
+    verdict = await _watermark_verdict(session, subscription_id, event)
+    if verdict == "older":
+        return "stale"
+
     signup = await session.get(Signup, tenant)
     if signup is not None and signup.state != "complete":
-        await complete_paid_signup(context, session, tenant, customer_id, subscription_id)
-        record_audit(session, ACTOR, "billing.checkout_completed", tenant, subscription=subscription_id)
-        return "applied"
+        if verdict == "same":
+            # _apply_subscription completes the signup only if the subscription is active.
+            subscription = await context.billing.retrieve_subscription(subscription_id)
+            outcome = await _apply_subscription(context, session, tenant, subscription, deleted=False)
+        else:
+            await complete_paid_signup(context, session, tenant, customer_id, subscription_id)
+            outcome = "applied"
+        if outcome == "applied":
+            record_audit(session, ACTOR, "billing.checkout_completed", tenant, subscription=subscription_id)
+        return outcome
 
     # A Checkout for an upgrade of an existing tenant, or a repeat of its signup's Checkout.
     if not await _tenant_exists(context, tenant):
         return "unmapped"
     billing = await _billing_row(session, tenant)
+    recorded_id = billing.subscription_id
+    fetched: dict[str, Any] | None = None
+    if recorded_id is not None and recorded_id != subscription_id:
+        replaces, fetched = await _replaces_recorded_subscription(context, session, billing, subscription_id, event)
+        if not replaces:
+            logger.info(
+                "ignored a Checkout of tenant %s: its subscription %s is inactive or older than the recorded %s",
+                tenant, subscription_id, recorded_id,
+            )
+            return "ignored"
+    elif verdict == "same" or (recorded_id == subscription_id and billing.subscription_status not in ACTIVE_STATUSES):
+        # The payload reports a paid Checkout, but a same-second event or the recorded status contradicts it.
+        fetched = await context.billing.retrieve_subscription(subscription_id)
+
     billing.customer_id = customer_id or billing.customer_id
-    if subscription_id and subscription_id != billing.subscription_id:
-        # The paid Checkout's subscription replaces the old one, whose later events are then ignored.
-        billing.subscription_id = subscription_id
-        billing.subscription_status = "active"
     plan_name = (checkout.get("metadata") or {}).get("plan")
-    plan = await _plan_or_none(context, plan_name) if plan_name else None
-    if plan is not None:
-        await _apply_plan_from_stripe(context, session, tenant, plan)
-    record_audit(session, ACTOR, "billing.checkout_completed", tenant, subscription=subscription_id, plan=plan_name)
-    return "applied"
+    if fetched is not None:
+        outcome = await _apply_subscription(context, session, tenant, fetched, deleted=False)
+    else:
+        if recorded_id != subscription_id:
+            # The paid Checkout's subscription replaces the old one, whose later events are then ignored.
+            billing.subscription_id = subscription_id
+            billing.subscription_status = "active"
+        plan = await _plan_or_none(context, plan_name) if plan_name else None
+        if plan is not None:
+            await _apply_plan_from_stripe(context, session, tenant, plan)
+        outcome = "applied"
+    if outcome == "applied":
+        record_audit(session, ACTOR, "billing.checkout_completed", tenant, subscription=subscription_id, plan=plan_name)
+    return outcome
+
+
+async def _replaces_recorded_subscription(
+    context: AppContext, session: AsyncSession, billing: TenantBilling, subscription_id: str, event: dict[str, Any]
+) -> tuple[bool, dict[str, Any] | None]:
+    """Decide whether an event of `subscription_id` may replace the tenant's recorded subscription.
+
+    Return the decision and the subscription fetched from Stripe, or None when the
+    event alone decided. An event newer than every event applied to the recorded
+    subscription may replace it. A Checkout completes when its subscription starts,
+    so a Checkout that late does not belong to an older subscription, and any other
+    event that late comes from a subscription that outlived the recorded one. Any
+    earlier event may be a late one of an older subscription, so Stripe decides: an
+    active subscription replaces an ended one, or a live one that it is newer than.
+    """
+    recorded_mark = await session.get(ObjectWatermark, billing.subscription_id)
+    if recorded_mark is not None and int(event.get("created") or 0) > recorded_mark.watermark:
+        return True, None
+    subscription = await context.billing.retrieve_subscription(subscription_id)
+    if subscription.get("status") not in ACTIVE_STATUSES:
+        return False, subscription
+    if billing.subscription_status in ENDED_STATUSES:
+        return True, subscription
+    recorded = await context.billing.retrieve_subscription(billing.subscription_id)
+    if recorded.get("status") in ENDED_STATUSES:
+        return True, subscription
+    return int(subscription.get("created") or 0) > int(recorded.get("created") or 0), subscription
 
 
 async def _checkout_expired(session: AsyncSession, checkout: dict[str, Any]) -> str:
@@ -183,10 +269,19 @@ async def _subscription_changed(
         return "unmapped"
     if not await _is_current_subscription(session, tenant, subscription_id):
         return "ignored"
+    fetched: dict[str, Any] | None = None
+    billing = await session.get(TenantBilling, tenant)
+    if billing is not None and billing.subscription_id not in (None, subscription_id):
+        # The recorded subscription has ended, but a late event of an even older one must not take its place.
+        replaces, fetched = await _replaces_recorded_subscription(context, session, billing, subscription_id, event)
+        if not replaces:
+            return "ignored"
     verdict = await _advance_watermark(session, subscription_id, "subscription", event)
     if verdict == "older":
         return "stale"
-    if verdict == "same":
+    if fetched is not None:
+        subscription = fetched
+    elif verdict == "same":
         subscription = await context.billing.retrieve_subscription(subscription_id)
     deleted = event["type"] == "customer.subscription.deleted"
     return await _apply_subscription(context, session, tenant, subscription, deleted)
