@@ -111,7 +111,9 @@ class InvitationView(ApiModel):
     email: str
     role: str
     expires_at: datetime
-    invited_by: str | None = Field(default=None, description="Email of the member who sent it; null once that account is gone.")
+    invited_by: str | None = Field(
+        default=None, description="Email of the member who sent it; null when sent with an API key or the admin token."
+    )
     token: str | None = Field(default=None, description="Shown once, when the invitation is created.")
 
 
@@ -136,6 +138,10 @@ class AcceptInvitationRequest(ApiModel):
 class MemberView(ApiModel):
     email: str
     role: str
+
+
+class RoleChangeRequest(ApiModel):
+    role: Literal["admin", "member"]
 
 
 class ApiKeyRequest(ApiModel):

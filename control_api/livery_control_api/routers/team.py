@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from fastapi.responses import Response
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -26,13 +28,17 @@ from ..schemas import (
     InvitationRequest,
     InvitationView,
     MemberView,
+    RoleChangeRequest,
 )
 from ..security import new_api_key, new_token, token_digest
 from ..billing.retire import retire_billing
 from ..tables import Account, ApiKey, Invitation, Membership, PendingDomain, Signup, TenantBilling
+from ..team import lock_caller_membership, revoke_member_grants
 from ..tenant_access import load_tenant
 
 router = APIRouter(prefix="/v1", tags=["team"])
+
+InvitationId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="Invitation id.")]
 
 
 @router.get("/tenants/{name}/members", response_model=list[MemberView])
@@ -64,6 +70,7 @@ async def invite_member(
     )
     if member is not None:
         raise Conflict(f"{email} is already a member of tenant {name!r}", field="email")
+    await lock_caller_membership(session, caller, name)
     token = new_token()
     invitation = Invitation(
         id=str(uuid.uuid4()), tenant=name, email=email, role=body.role, token_hash=token_digest(token),
@@ -73,7 +80,49 @@ async def invite_member(
     await session.commit()
     link = f"{context.settings.public_url.rstrip('/')}/invitations/accept?token={token}"
     await context.mailer.send(email, f"You are invited to {name}", f"Open {link} to join tenant {name} as {body.role}.")
-    return InvitationView(id=invitation.id, email=email, role=body.role, expires_at=invitation.expires_at)
+    return InvitationView(
+        id=invitation.id, email=email, role=body.role, expires_at=invitation.expires_at, invited_by=caller.email
+    )
+
+
+@router.get("/tenants/{name}/invitations", response_model=list[InvitationView])
+async def list_invitations(name: TenantName, caller: CurrentCaller, session: Session) -> list[InvitationView]:
+    """Return the tenant's pending invitations, those neither accepted nor expired, oldest first."""
+    await authorize(session, caller, name, Permission.MANAGE_MEMBERS)
+    rows = await session.execute(
+        select(Invitation, Account.email)
+        .outerjoin(Account, Account.id == Invitation.invited_by)
+        .where(Invitation.tenant == name, Invitation.accepted_at.is_(None), Invitation.expires_at >= utcnow())
+        .order_by(Invitation.created_at, Invitation.id)
+    )
+    return [
+        InvitationView(
+            id=invitation.id, email=invitation.email, role=invitation.role, expires_at=invitation.expires_at,
+            invited_by=inviter,
+        )
+        for invitation, inviter in rows
+    ]
+
+
+@router.delete("/tenants/{name}/invitations/{invitation_id}", status_code=204)
+async def revoke_invitation(
+    name: TenantName, invitation_id: InvitationId, caller: CurrentCaller, session: Session
+) -> Response:
+    """Revoke a pending invitation, so its link no longer works, and record it in the audit log."""
+    await authorize(session, caller, name, Permission.MANAGE_MEMBERS)
+    invitation = await session.scalar(
+        delete(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.tenant == name, Invitation.accepted_at.is_(None))
+        .returning(Invitation)
+    )
+    if invitation is None:
+        raise NotFound(f"no pending invitation {invitation_id!r} in tenant {name!r}", field="invitation_id")
+    record_audit(
+        session, caller.actor, "invitation.revoked", name, invitation=invitation.id, email=invitation.email,
+        role=invitation.role,
+    )
+    await session.commit()
+    return Response(status_code=204)
 
 
 @router.post("/invitations/accept", response_model=MemberView)
@@ -106,30 +155,72 @@ async def accept_invitation(body: AcceptInvitationRequest, context: Context, ses
 
 @router.delete("/tenants/{name}/members/{email}", status_code=204)
 async def remove_member(name: TenantName, email: EmailAddress, caller: CurrentCaller, session: Session) -> Response:
-    """Remove a member; the owner cannot be removed."""
+    """Remove a member and revoke the pending invitations and API keys they created here. The owner cannot be removed."""
     await authorize(session, caller, name, Permission.MANAGE_MEMBERS)
-    membership = await session.scalar(
-        select(Membership).join(Account, Account.id == Membership.account_id).where(
-            Membership.tenant == name, Account.email == email.lower()
-        )
-    )
-    if membership is None:
-        raise NotFound(f"{email} is not a member of tenant {name!r}", field="email")
+    membership = await _lock_membership(session, name, email)
     if membership.role == "owner":
         raise Forbidden("the owner cannot be removed; transfer ownership first", field="email")
     await session.delete(membership)
+    record_audit(session, caller.actor, "member.removed", name, email=email.lower(), role=membership.role)
+    await revoke_member_grants(session, name, membership.account_id, email.lower(), caller.actor)
     await session.commit()
     return Response(status_code=204)
+
+
+@router.patch("/tenants/{name}/members/{email}", response_model=MemberView)
+async def change_member_role(
+    name: TenantName, email: EmailAddress, body: RoleChangeRequest, caller: CurrentCaller, session: Session
+) -> MemberView:
+    """Change a member's role between admin and member. The owner's role cannot change.
+
+    A demotion to member revokes the pending invitations and API keys the
+    member created here, as a removal does.
+    """
+    role = await authorize(session, caller, name, Permission.MANAGE_MEMBERS)
+    if not may_grant(role, body.role):
+        raise Forbidden(f"role {role} may not grant the role {body.role}", field="role")
+    membership = await _lock_membership(session, name, email)
+    if membership.role == "owner":
+        raise Forbidden("the owner's role cannot change; transfer ownership first", field="email")
+    previous = membership.role
+    if previous != body.role:
+        membership.role = body.role
+        record_audit(session, caller.actor, "member.role_changed", name, email=email.lower(), role=body.role, previous=previous)
+    if body.role == "member":
+        await revoke_member_grants(session, name, membership.account_id, email.lower(), caller.actor)
+    await session.commit()
+    return MemberView(email=email.lower(), role=body.role)
+
+
+async def _lock_membership(session: AsyncSession, tenant: str, email: str) -> Membership:
+    """Return the membership of `email` in `tenant`, locked until the transaction ends, or raise NotFound."""
+    membership = await session.scalar(
+        select(Membership)
+        .join(Account, Account.id == Membership.account_id)
+        .where(Membership.tenant == tenant, Account.email == email.lower())
+        .with_for_update(of=Membership)
+    )
+    if membership is None:
+        raise NotFound(f"{email} is not a member of tenant {tenant!r}", field="email")
+    return membership
 
 
 @router.get("/tenants/{name}/api-keys", response_model=list[ApiKeyView])
 async def list_api_keys(name: TenantName, caller: CurrentCaller, session: Session) -> list[ApiKeyView]:
     """Return the tenant's API keys without their secrets."""
     await authorize(session, caller, name, Permission.MANAGE_API_KEYS)
-    keys = (await session.scalars(select(ApiKey).where(ApiKey.tenant == name).order_by(ApiKey.created_at))).all()
+    rows = await session.execute(
+        select(ApiKey, Account.email)
+        .outerjoin(Account, Account.id == ApiKey.created_by)
+        .where(ApiKey.tenant == name)
+        .order_by(ApiKey.created_at, ApiKey.id)
+    )
     return [
-        ApiKeyView(id=key.id, name=key.name, role=key.role, created_at=key.created_at, revoked=key.revoked_at is not None)
-        for key in keys
+        ApiKeyView(
+            id=key.id, name=key.name, role=key.role, created_at=key.created_at, created_by=creator,
+            revoked=key.revoked_at is not None,
+        )
+        for key, creator in rows
     ]
 
 
@@ -141,6 +232,7 @@ async def create_api_key(
     role = await authorize(session, caller, name, Permission.MANAGE_API_KEYS)
     if not may_grant(role, body.role):
         raise Forbidden(f"role {role} may not create a key with role {body.role}", field="role")
+    await lock_caller_membership(session, caller, name)
     secret = new_api_key()
     key = ApiKey(
         id=str(uuid.uuid4()), tenant=name, name=body.name, role=body.role, secret_hash=token_digest(secret),
@@ -148,7 +240,9 @@ async def create_api_key(
     )
     session.add(key)
     await session.commit()
-    return ApiKeyView(id=key.id, name=key.name, role=key.role, created_at=key.created_at, key=secret)
+    return ApiKeyView(
+        id=key.id, name=key.name, role=key.role, created_at=key.created_at, created_by=caller.email, key=secret
+    )
 
 
 @router.delete("/tenants/{name}/api-keys/{key_id}", status_code=204)
@@ -158,7 +252,9 @@ async def revoke_api_key(name: TenantName, key_id: KeyId, caller: CurrentCaller,
     key = await session.get(ApiKey, key_id)
     if key is None or key.tenant != name:
         raise NotFound(f"API key {key_id!r} not found in tenant {name!r}", field="key_id")
-    key.revoked_at = key.revoked_at or utcnow()
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        record_audit(session, caller.actor, "api_key.revoked", name, key=key.id, name=key.name, role=key.role)
     await session.commit()
     return Response(status_code=204)
 
