@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, func
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, false, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -144,7 +144,10 @@ class TenantBilling(Base):
     price_id: Mapped[str | None] = mapped_column(String(255))
     current_period_end: Mapped[int | None] = mapped_column(BigInteger)
     grace_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why `spec.suspended` is set, and both may hold. A payment clears only the billing reason,
+    # and the tenant runs again when neither is left. An admin's resume clears both.
     suspended_by_billing: Mapped[bool] = mapped_column(Boolean, default=False)
+    suspended_by_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     over_quota: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
 
@@ -185,7 +188,8 @@ class UsageRecord(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     meter_event_sent: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    __table_args__ = (Index("ix_usage_records_tenant_metric_timestamp", "tenant", "metric", "timestamp"),)
+    # The plan checks read the report received last, see `quota.latest_usage`.
+    __table_args__ = (Index("ix_usage_records_tenant_metric_received_at", "tenant", "metric", "received_at"),)
 
 
 class AuditEntry(Base):

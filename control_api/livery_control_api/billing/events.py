@@ -377,11 +377,17 @@ def _start_grace_period(context: AppContext, session: AsyncSession, billing: Ten
 
 
 async def _resume_after_payment(context: AppContext, session: AsyncSession, billing: TenantBilling) -> None:
+    """End the grace period and the billing suspension. A suspension that an admin set stays."""
     billing.grace_until = None
-    if billing.suspended_by_billing:
-        await context.store.apply_tenant(billing.tenant, {"suspended": False}, CONTROL_API_FIELD_MANAGER)
-        billing.suspended_by_billing = False
-        record_audit(session, ACTOR, "billing.resumed", billing.tenant)
+    if not billing.suspended_by_billing:
+        return
+    billing.suspended_by_billing = False
+    if billing.suspended_by_admin:
+        record_audit(session, ACTOR, "billing.suspension_cleared", billing.tenant, still_suspended_by="admin")
+        logger.info("payment ended the billing suspension of tenant %s, which stays suspended by an admin", billing.tenant)
+        return
+    await context.store.apply_tenant(billing.tenant, {"suspended": False}, CONTROL_API_FIELD_MANAGER)
+    record_audit(session, ACTOR, "billing.resumed", billing.tenant)
 
 
 async def suspend_expired_grace_periods(context: AppContext) -> list[str]:
@@ -395,13 +401,22 @@ async def suspend_expired_grace_periods(context: AppContext) -> list[str]:
         )
         for billing in rows.all():
             try:
-                await context.store.apply_tenant(billing.tenant, {"suspended": True}, CONTROL_API_FIELD_MANAGER)
+                resource = await context.store.get_tenant(billing.tenant)
+                # A tenant suspended already, and not by billing, was suspended by an admin, perhaps
+                # with kubectl, so a payment must not end it. A tenant that runs has no admin
+                # suspension left, even if an admin resumed it with kubectl.
+                billing.suspended_by_admin = resource.spec.suspended
+                if not resource.spec.suspended:
+                    await context.store.apply_tenant(billing.tenant, {"suspended": True}, CONTROL_API_FIELD_MANAGER)
             except StoreNotFound:
                 billing.grace_until = None
                 continue
             billing.suspended_by_billing = True
             billing.grace_until = None
-            record_audit(session, ACTOR, "billing.suspended", billing.tenant, reason="grace period ended")
+            record_audit(
+                session, ACTOR, "billing.suspended", billing.tenant, reason="grace period ended",
+                also_suspended_by_admin=billing.suspended_by_admin,
+            )
             suspended.append(billing.tenant)
     for tenant in suspended:
         logger.info("suspended tenant %s: grace period after a failed payment ended", tenant)

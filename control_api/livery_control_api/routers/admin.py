@@ -19,7 +19,8 @@ from ..errors import Conflict, InvalidInput
 from ..quota import latest_usage, limits_for, usage_excess, write_plan
 from ..schemas import AdminApplyResponse, AdminTenantView, EventView, LoginLinkResponse, PlanChangeRequest
 from ..billing.retire import retire_billing
-from ..tables import AuditEntry, TenantBilling
+from ..billing.suspension_reasons import record_admin_suspension
+from ..tables import AuditEntry
 from ..team_sync import sync_tenant_team
 from ..tenant_access import apply_spec, issue_login_link, load_plan, load_tenant
 from .team import remove_tenant
@@ -77,6 +78,10 @@ async def apply_manifest(
     if before is None:
         # Billing state left by a deleted tenant of this name (deleted with kubectl, say) is not the new tenant's.
         await retire_billing(session, resource.name, caller.actor)
+    requested_suspension = spec.get("suspended")
+    if isinstance(requested_suspension, bool) and result.spec.suspended == requested_suspension:
+        # A manifest that sets `suspended` counts as the admin's suspend or resume.
+        await record_admin_suspension(session, resource.name, requested_suspension)
     await sync_tenant_team(session, result, created=before is None)
     record_audit(session, caller.actor, f"tenant.{action}", resource.name)
     await session.commit()
@@ -119,10 +124,7 @@ async def delete_tenant(name: TenantName, caller: AdminCaller, context: Context,
 async def _set_suspended(context: Context, session: Session, caller: AdminCaller, name: str, suspended: bool) -> AdminTenantView:
     await load_tenant(context, name)
     tenant = await apply_spec(context, name, {"suspended": suspended})
-    if not suspended:
-        billing = await session.get(TenantBilling, name)
-        if billing is not None:
-            billing.suspended_by_billing = False
+    await record_admin_suspension(session, name, suspended)
     record_audit(session, caller.actor, "tenant.suspended" if suspended else "tenant.resumed", name)
     await session.commit()
     return admin_view(tenant, await latest_usage(session, name))
