@@ -195,9 +195,13 @@ async def _checkout_completed(
                 tenant, subscription_id, recorded_id,
             )
             return "ignored"
-    elif verdict == "same" or (recorded_id == subscription_id and billing.subscription_status not in ACTIVE_STATUSES):
+    contradicted = recorded_id == subscription_id and billing.subscription_status not in ACTIVE_STATUSES
+    if fetched is None and (verdict == "same" or contradicted):
         # The payload reports a paid Checkout, but a same-second event or the recorded status contradicts it.
         fetched = await context.billing.retrieve_subscription(subscription_id)
+        if recorded_id not in (None, subscription_id) and fetched.get("status") not in ACTIVE_STATUSES:
+            # Only an active subscription replaces the recorded one.
+            return "ignored"
 
     billing.customer_id = customer_id or billing.customer_id
     plan_name = (checkout.get("metadata") or {}).get("plan")
