@@ -43,6 +43,10 @@ SPEC = {
 async def loop(scratch_database: str, postgres_url: str, tmp_path: Path) -> AsyncIterator[ReconcileLoop]:
     store = await LocalStore.open(scratch_database)
     await apply_default_plans(store)
+    # These tenants use the free plan's shared mode and also serve a custom domain.
+    plan = await store.get_plan("free")
+    plan.spec.features.custom_domains = True
+    await store.apply_plan(plan, CLI_FIELD_MANAGER)
     provisioner = DatabaseProvisioner(postgres_url)
     driver = LocalDriver(store, tmp_path, RoutingTable(), app_command=TINY_APP)
     settings = ReconcileSettings(base_domain="localhost", url_scheme="http", url_port=8080, app_ready_poll_seconds=1.0)
@@ -82,6 +86,25 @@ async def test_applied_tenant_becomes_ready(loop: ReconcileLoop) -> None:
     assert tenant.status.url == "http://loopy.localhost:8080/"
     assert tenant.status.observed_generation == 1
     assert loop.driver.routes.resolve("shop.loopy.example.com").action == "proxy"
+
+
+async def test_plan_without_custom_domains_stops_serving_them(loop: ReconcileLoop) -> None:
+    await loop.store.apply_tenant(TENANT, SPEC, CLI_FIELD_MANAGER)
+    await eventually(lambda: tenant_in_phase(loop.store, TENANT, "Ready"))
+    plan = await loop.store.get_plan("free")
+    plan.spec.features.custom_domains = False
+
+    await loop.store.apply_plan(plan, CLI_FIELD_MANAGER)
+
+    async def custom_domain_dropped() -> bool:
+        status = (await loop.store.get_tenant(TENANT)).status
+        return status is not None and status.hosts == ["loopy.localhost"]
+
+    assert await eventually(custom_domain_dropped)
+    routing = (await loop.store.get_tenant(TENANT)).status.condition("RoutingReady")
+    assert routing.reason == "CustomDomainsNotInPlan"
+    assert loop.driver.routes.resolve("shop.loopy.example.com").action != "proxy"
+    assert loop.driver.routes.resolve("loopy.localhost").action == "proxy"
 
 
 async def test_plan_change_reconciles_its_tenants(loop: ReconcileLoop) -> None:
