@@ -111,14 +111,15 @@ async def confirm_password_reset(context: AppContext, session: AsyncSession, tok
     refresh token and console session, as a password change does. Raises
     `InvalidResetToken` (400) for an unknown, used or expired token.
     """
-    # Hashed before any row is locked, because argon2 takes tens of milliseconds.
+    # The token is checked before the password is hashed, so invalid tokens cost no argon2 time,
+    # and checked again under a row lock after hashing, so two requests cannot both use it.
+    digest = token_digest(token)
+    _check_usable(await session.get(PasswordResetToken, digest))
     password_hash = await context.passwords.hash(new_password)
-    row = await session.get(PasswordResetToken, token_digest(token), with_for_update=True)
+    await session.rollback()
+    row = await session.get(PasswordResetToken, digest, with_for_update=True, populate_existing=True)
+    _check_usable(row)
     now = utcnow()
-    if row is None or row.used_at is not None or row.expires_at < now:
-        raise InvalidResetToken(
-            "password reset token is invalid, used or expired; request a new reset email", field="token"
-        )
     account = await session.get(Account, row.account_id, with_for_update=True)
     await session.execute(
         update(PasswordResetToken)
@@ -134,3 +135,10 @@ async def confirm_password_reset(context: AppContext, session: AsyncSession, tok
     # Failed sign-ins before the reset, maybe someone else's, must not block the new password.
     await context.limiter.clear(f"account:{account.email}")
     return account
+
+
+def _check_usable(row: PasswordResetToken | None) -> None:
+    if row is None or row.used_at is not None or row.expires_at < utcnow():
+        raise InvalidResetToken(
+            "password reset token is invalid, used or expired; request a new reset email", field="token"
+        )

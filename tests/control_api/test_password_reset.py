@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -264,3 +265,31 @@ async def test_reset_page_rejects_forged_form(api, fresh_limiter):
     assert len(api.mailer.sent) == sent_before
     assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
     api.http.cookies.clear()
+
+
+async def test_invalid_token_skips_hashing(api, fresh_limiter, monkeypatch):
+    passwords = api.context.passwords
+    hashed = []
+    original_hash = passwords.hash
+
+    async def counting_hash(password: str) -> str:
+        hashed.append(password)
+        return await original_hash(password)
+
+    monkeypatch.setattr(passwords, "hash", counting_hash)
+
+    response = await confirm(api, "not-a-token")
+
+    assert response.status_code == 400
+    assert hashed == []
+
+
+async def test_parallel_confirms_use_token_once(api, fresh_limiter):
+    _, _, email = await api.signup()
+    await request_reset(api, email)
+    token = reset_token(api, email)
+
+    responses = await asyncio.gather(*(confirm(api, token, f"parallel password {index}") for index in range(5)))
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [204, 400, 400, 400, 400]

@@ -190,7 +190,9 @@ async def password_reset(
 ) -> AcceptedResponse:
     """Email a single-use password reset link. The response is the same whether or not the account exists.
 
-    The email goes out after the response, so the response time does not reveal whether an account exists either.
+    The email goes out after the response, so a slow mailer does not show in the response time.
+    NOTE: a known email still takes a few more database round trips. The signup's 409
+    `account_exists` reveals whether an email has an account anyway.
     """
     message = await request_password_reset(context, session, body.email, client_address(request))
     if message is not None:
