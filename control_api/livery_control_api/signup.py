@@ -101,8 +101,9 @@ async def sign_up(
 
     A repeat of a completed or pending signup with the same email, tenant and
     password returns the first result (`created` False) and creates nothing.
-    Every check of an existing account's password counts against the sign-in
-    limits of that account and of `client_address`, as `/v1/auth/token` does.
+    Every check of an existing account's password is subject to the sign-in
+    limits of that account and of `client_address`, as `/v1/auth/token` is, and
+    a wrong password counts against them.
     """
     email = request.email.lower()
     keys = (f"account:{email}", f"address:{client_address}")
