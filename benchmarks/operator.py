@@ -10,12 +10,18 @@ It reports:
 - tenants per second over the batch;
 - p50 and p99 of the wall time of each tenant's first complete reconcile,
   excluding time queued behind other tenants, and of the operator's own share:
-  that time minus the database provisioner's call (which includes waiting for
-  one of the `LIVERY_DATABASE_CONCURRENCY` provisioning slots);
-- CPU seconds per tenant of the operator's process and of the emulator's, which
-  runs in a child process so the two do not share an interpreter lock;
-- the operator process's resident memory once all tenants exist;
+  that time minus the time in database provisioner calls (`ensure_database`,
+  which includes waiting for one of the `LIVERY_DATABASE_CONCURRENCY`
+  provisioning slots, and the retained-data checks of a new tenant);
+- CPU milliseconds per tenant of the operator's process and of the emulator's,
+  which runs in a child process so the two do not share an interpreter lock.
+  Tenants are created by a second child process, so neither figure includes
+  the client that creates them;
 - after a restart, how long until every tenant was reconciled again.
+
+A second phase replaces the provisioner with one that returns at once and
+runs `SCALE_TENANTS` tenants, to measure the operator's resident memory with
+that many tenants and the time to re-check all of them after a restart.
 
 The emulator is `tests/k8s_emulator.py`, so this benchmark needs the test
 dependencies (`make bench` installs them). PostgreSQL is the server in
@@ -45,8 +51,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TENANTS_PER_MODE = {"shared": 100, "schema": 100, "database": 40}
 PLAN_OF_MODE = {"shared": "free", "schema": "pro", "database": "enterprise"}
 BATCH_TIMEOUT_SECONDS = 240.0
-RESTART_TIMEOUT_SECONDS = 180.0
-KUBERNETES_ONLY_TENANTS = 1000
+RESTART_TIMEOUT_SECONDS = 300.0
+SCALE_TENANTS = 10_000
+SCALE_TIMEOUT_SECONDS = 900.0
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -55,30 +62,29 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 class Timings:
-    """Wraps `TenantReconciler.reconcile` to time each call per tenant."""
+    """Wraps `TenantReconciler.reconcile` and its provisioner to time each tenant's reconciles.
+
+    `database_seconds` is the wall time during which at least one provisioner call
+    of the tenant's current reconcile was running: `ensure_database` and the
+    retained-data checks (`database_exists`), including waits for a provisioning slot.
+    """
 
     def __init__(self, reconciler: Any) -> None:
         self.first_complete: dict[str, float] = {}
         self.database_seconds: dict[str, float] = {}
         self.first_database: dict[str, float] = {}
         self.reconciled_since: dict[str, float] = {}
-        self.started = time.monotonic()
-        original = reconciler.reconcile
+        # Tenant -> (provisioner calls running, when the first of them started).
+        self._in_flight: dict[str, tuple[int, float]] = {}
         provisioner = reconciler.provisioner
-        ensure_database = provisioner.ensure_database
+        for method in ("ensure_database", "database_exists"):
+            setattr(provisioner, method, self._timed_database(getattr(provisioner, method)))
+        original = reconciler.reconcile
 
-        async def timed_database(tenant: str, isolation: str, password: str) -> Any:
+        async def timed(name: str, trigger: str) -> Any:
             began = time.perf_counter()
-            try:
-                return await ensure_database(tenant, isolation, password)
-            finally:
-                self.database_seconds[tenant] = time.perf_counter() - began
-
-        provisioner.ensure_database = timed_database
-
-        async def timed(name: str, trigger: str, host_index: Any = None) -> Any:
-            began = time.perf_counter()
-            result = await original(name, trigger, host_index)
+            self.database_seconds[name] = 0.0
+            result = await original(name, trigger)
             elapsed = time.perf_counter() - began
             self.reconciled_since[name] = time.monotonic()
             if result is not None and name not in self.first_complete and provisioned(result.status):
@@ -88,18 +94,50 @@ class Timings:
 
         reconciler.reconcile = timed
 
+    def _timed_database(self, call: Any) -> Any:
+        async def timed(tenant: str, *args: Any) -> Any:
+            running, since = self._in_flight.get(tenant, (0, time.perf_counter()))
+            self._in_flight[tenant] = (running + 1, since)
+            try:
+                return await call(tenant, *args)
+            finally:
+                running, since = self._in_flight.pop(tenant)
+                if running > 1:
+                    self._in_flight[tenant] = (running - 1, since)
+                else:
+                    self.database_seconds[tenant] = self.database_seconds.get(tenant, 0.0) + time.perf_counter() - since
+
+        return timed
+
 
 def provisioned(status: Any) -> bool:
     kinds = {condition.type: condition.status for condition in status.conditions or []}
     return kinds.get("DatabaseReady") == "True" and kinds.get("RoutingReady") == "True"
 
 
+CREATOR_SCRIPT = """
+import sys, httpx
+url, plan, names = sys.argv[1], sys.argv[2], sys.stdin.read().split()
+with httpx.Client(base_url=url, timeout=60) as client:
+    for name in names:
+        body = {
+            "apiVersion": "livery.dev/v1alpha1",
+            "kind": "Tenant",
+            "metadata": {"name": name},
+            "spec": {"displayName": name, "plan": plan, "deletionPolicy": "Delete"},
+        }
+        client.post("/apis/livery.dev/v1alpha1/tenants", json=body).raise_for_status()
+"""
+
 EMULATOR_SCRIPT = """
 import sys, threading
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from k8s_emulator import KubeCluster
-cluster = KubeCluster(Path(sys.argv[2])).start()
+cluster = KubeCluster(Path(sys.argv[2]))
+cluster.emulator.request_log_limit = 1000
+cluster.emulator.history_limit = 1
+cluster.start()
 print(cluster.url, flush=True)
 sys.stdin.read()
 cluster.stop()
@@ -169,26 +207,26 @@ class Bench:
             plan = yaml.safe_load((REPO_ROOT / "livery" / "plans" / f"{name}.yaml").read_text())
             self.create("/apis/livery.dev/v1alpha1/plans", plan)
 
-    def create_tenants(self, mode: str, count: int, prefix: str = "bench") -> list[str]:
-        names = [f"{prefix}-{mode[:2]}-{index}" for index in range(count)]
-        for name in names:
-            self.create(
-                "/apis/livery.dev/v1alpha1/tenants",
-                {
-                    "apiVersion": "livery.dev/v1alpha1",
-                    "kind": "Tenant",
-                    "metadata": {"name": name},
-                    "spec": {"displayName": name, "plan": PLAN_OF_MODE[mode], "deletionPolicy": "Delete"},
-                },
-            )
-        return names
+    def start_creating_tenants(self, mode: str, count: int, prefix: str = "bench") -> tuple[list[str], subprocess.Popen[str]]:
+        """Start a child process that creates the Tenants one after the other, and return their names and the process."""
+        names = tenant_names(mode, count, prefix)
+        creator = subprocess.Popen(
+            [sys.executable, "-c", CREATOR_SCRIPT, self.url, PLAN_OF_MODE[mode]], stdin=subprocess.PIPE, text=True
+        )
+        assert creator.stdin is not None
+        creator.stdin.write("\n".join(names))
+        creator.stdin.close()
+        return names, creator
+
+    def emulator_rss_mib(self) -> float:
+        return psutil.Process(self.emulator.pid).memory_info().rss / 2**20
 
     def wait_provisioned(self, names: list[str], timings: Timings, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(name in timings.first_complete for name in names):
                 return
-            time.sleep(0.05)
+            time.sleep(0.1)
         missing = [name for name in names if name not in timings.first_complete]
         raise RuntimeError(f"{len(missing)} tenants not provisioned within {timeout} s, e.g. {missing[:3]}")
 
@@ -199,17 +237,23 @@ class Bench:
         self.emulator.wait(timeout=30)
 
 
-def run_mode(bench: Bench, timings: Timings, mode: str, count: int | None = None, prefix: str = "bench") -> dict[str, Any]:
+def run_mode(
+    bench: Bench, timings: Timings, mode: str, count: int | None = None, prefix: str = "bench", timeout: float = BATCH_TIMEOUT_SECONDS
+) -> dict[str, Any]:
     count = count or TENANTS_PER_MODE[mode]
     operator_before, emulator_before = bench.cpu_seconds()
     started = time.monotonic()
-    names = bench.create_tenants(mode, count, prefix)
-    bench.wait_provisioned(names, timings, BATCH_TIMEOUT_SECONDS)
+    names, creator = bench.start_creating_tenants(mode, count, prefix)
+    try:
+        bench.wait_provisioned(names, timings, timeout)
+    finally:
+        if creator.wait(timeout=60) != 0:
+            raise RuntimeError(f"creating the {mode} tenants failed with exit code {creator.returncode}")
     elapsed = time.monotonic() - started
+    operator_after, emulator_after = bench.cpu_seconds()
     durations = [timings.first_complete[name] * 1000 for name in names]
     own_share = [(timings.first_complete[name] - timings.first_database[name]) * 1000 for name in names]
     database = [timings.first_database[name] * 1000 for name in names]
-    operator_after, emulator_after = bench.cpu_seconds()
     return {
         "mode": mode,
         "tenants": count,
@@ -250,16 +294,17 @@ class InstantProvisioner:
         return True
 
 
-def run_kubernetes_only(work: Path) -> dict[str, Any]:
-    """Reconcile many tenants with `InstantProvisioner`: operator CPU, memory and restart time."""
+def run_at_scale(work: Path) -> dict[str, Any]:
+    """Reconcile SCALE_TENANTS tenants with `InstantProvisioner`: operator memory, CPU and restart time."""
     bench = Bench("postgresql://unused@127.0.0.1:1/unused", work)
     try:
         bench.create_plans()
         timings = bench.start_operator(InstantProvisioner())
         baseline_mib = psutil.Process().memory_info().rss / 2**20
-        row = run_mode(bench, timings, "shared", count=KUBERNETES_ONLY_TENANTS, prefix="bench-k8s")
+        row = run_mode(bench, timings, "shared", count=SCALE_TENANTS, prefix="bench-k8s", timeout=SCALE_TIMEOUT_SECONDS)
         row["baseline_mib"] = baseline_mib
         row["rss_mib"] = psutil.Process().memory_info().rss / 2**20
+        row["emulator_rss_mib"] = bench.emulator_rss_mib()
         row["restart_seconds"] = measure_restart(bench, list(timings.first_complete), InstantProvisioner())
         bench.stop_operator()
     finally:
@@ -276,7 +321,36 @@ def measure_restart(bench: Bench, names: list[str], provisioner: Any = None) -> 
         if all(name in timings.reconciled_since for name in names):
             return max(timings.reconciled_since[name] for name in names) - restarted_at
         time.sleep(0.1)
-    raise RuntimeError(f"not every tenant was reconciled within {RESTART_TIMEOUT_SECONDS} s of a restart")
+    missing = sum(1 for name in names if name not in timings.reconciled_since)
+    raise RuntimeError(f"{missing} of {len(names)} tenants were not reconciled within {RESTART_TIMEOUT_SECONDS} s of a restart")
+
+
+def drop_tenant_databases(database_url: str) -> None:
+    """Drop the databases, schemas, rows and roles of every tenant name this benchmark uses.
+
+    Runs before the benchmark, so leftovers of an interrupted run do not fail it with
+    RetainedDataExists, and after it, so a shared server is left as it was found.
+    """
+    from livery.database import DatabaseProvisioner
+
+    provisioner = DatabaseProvisioner(database_url)
+
+    async def drop_all() -> None:
+        slots = asyncio.Semaphore(4)
+
+        async def drop(name: str, mode: str) -> None:
+            async with slots:
+                await provisioner.drop_database(name, mode)
+
+        await asyncio.gather(
+            *(drop(name, mode) for mode, count in TENANTS_PER_MODE.items() for name in tenant_names(mode, count))
+        )
+
+    asyncio.run(drop_all())
+
+
+def tenant_names(mode: str, count: int, prefix: str = "bench") -> list[str]:
+    return [f"{prefix}-{mode[:2]}-{index}" for index in range(count)]
 
 
 def database_server(work: Path) -> tuple[str, Any]:
@@ -293,33 +367,34 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="livery-bench-operator-") as folder:
         work = Path(folder)
         database_url, server = database_server(work)
+        drop_tenant_databases(database_url)
         bench = Bench(database_url, work)
         try:
             bench.create_plans()
             timings = bench.start_operator()
-            baseline_mib = psutil.Process().memory_info().rss / 2**20
             # Provisioning runs Alembic in threads of this process, so its CPU counts as the operator's.
             rows = [run_mode(bench, timings, mode) for mode in ("shared", "schema", "database")]
-            rss_mib = psutil.Process().memory_info().rss / 2**20
             all_names = [name for name in timings.first_complete]
             restart_seconds = measure_restart(bench, all_names)
             bench.stop_operator()
         finally:
             bench.close()
+            drop_tenant_databases(database_url)
             if server is not None:
                 server.cleanup()
-        (work / "kubernetes-only").mkdir()
-        kubernetes_only = run_kubernetes_only(work / "kubernetes-only")
-    print_report(rows, baseline_mib, rss_mib, len(all_names), restart_seconds)
-    print_kubernetes_only(kubernetes_only)
+        (work / "scale").mkdir()
+        at_scale = run_at_scale(work / "scale")
+    print_report(rows, len(all_names), restart_seconds)
+    print_at_scale(at_scale)
+    print(f"\nStarted {started}; 1-minute load average {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end.")
 
 
-def print_report(
-    rows: list[dict[str, Any]], baseline_mib: float, rss_mib: float, tenants: int, restart_seconds: float
-) -> None:
+def print_report(rows: list[dict[str, Any]], tenants: int, restart_seconds: float) -> None:
     print("## Operator\n")
     print("Command: `python -m benchmarks operator` (the emulator in a child process, real PostgreSQL).\n")
     print(
@@ -333,21 +408,17 @@ def print_report(
             f"| {row['database_p50']:.0f} | {row['own_p50']:.0f} / {row['own_p99']:.0f} "
             f"| {row['cpu_ms']:.1f} | {row['emulator_cpu_ms']:.1f} |"
         )
-    per_tenant_kib = (rss_mib - baseline_mib) * 1024 / tenants
-    print(
-        f"\nResident memory of the operator process: {baseline_mib:.0f} MiB before the first "
-        f"tenant, {rss_mib:.0f} MiB with {tenants} tenants, so about {per_tenant_kib:.0f} KiB per tenant."
-    )
-    print(f"After a restart, every one of the {tenants} tenants was reconciled again within {restart_seconds:.1f} s.")
+    print(f"\nAfter a restart, every one of the {tenants} tenants was reconciled again within {restart_seconds:.1f} s.")
 
 
-def print_kubernetes_only(row: dict[str, Any]) -> None:
+def print_at_scale(row: dict[str, Any]) -> None:
     per_tenant_kib = (row["rss_mib"] - row["baseline_mib"]) * 1024 / row["tenants"]
     print(
-        f"\nWith the provisioner replaced by one that returns at once ({row['tenants']} tenants): "
+        f"\nWith the provisioner replaced by one that returns at once, {row['tenants']} shared-mode tenants: "
         f"{row['rate']:.1f} tenants/s, reconcile p50 {row['p50']:.0f} ms and p99 {row['p99']:.0f} ms, "
-        f"operator CPU {row['cpu_ms']:.1f} ms and emulator CPU {row['emulator_cpu_ms']:.1f} ms per tenant, "
-        f"operator memory {row['baseline_mib']:.0f} MiB before and {row['rss_mib']:.0f} MiB after "
-        f"(about {per_tenant_kib:.0f} KiB per tenant); after a restart every tenant was reconciled again "
+        f"operator CPU {row['cpu_ms']:.1f} ms and emulator CPU {row['emulator_cpu_ms']:.1f} ms per tenant. "
+        f"Resident memory of the operator's process: {row['baseline_mib']:.0f} MiB before the first tenant and "
+        f"{row['rss_mib']:.0f} MiB with all {row['tenants']} (about {per_tenant_kib:.0f} KiB per tenant); "
+        f"the emulator's: {row['emulator_rss_mib']:.0f} MiB. After a restart every tenant was reconciled again "
         f"within {row['restart_seconds']:.1f} s."
     )

@@ -109,6 +109,7 @@ class TenantReconciler:
     async def reconcile(self, name: str, trigger: str) -> ReconcileResult | None:
         """Reconcile the Tenant `name` and persist its status; None when it is gone or being deleted."""
         async with self.lock(name), self._slots:
+            started = time.perf_counter()
             body = await self.client.get("Tenant", name)
             if body is None:
                 self.directory.remove_tenant(name)
@@ -116,7 +117,6 @@ class TenantReconciler:
             if (body.get("metadata") or {}).get("deletionTimestamp"):
                 return None
             RECONCILES.labels(trigger=trigger).inc()
-            started = time.perf_counter()
             try:
                 tenant = parse_tenant(body)
             except ValidationError as exc:
