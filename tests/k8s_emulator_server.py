@@ -106,6 +106,10 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
     """kmock's emulator with the API server behaviour listed in the module docstring."""
 
     crd_directory: Path | None = None
+    # How many requests `emulator.requests` and object versions `.history` keep; None keeps all.
+    # Long runs such as the operator benchmark set them, because every record stays in memory.
+    request_log_limit: int | None = None
+    history_limit: int | None = None
 
     _crds: list[dict[str, Any]] = attrs.field(factory=list, init=False)
     _types: dict[tuple[str, str, str], ResourceType] = attrs.field(factory=dict, init=False)
@@ -113,6 +117,7 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
     _watch_events: list[WatchEvent] = attrs.field(factory=list, init=False)
     _watch_event_added: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     _closing: bool = attrs.field(default=False, init=False)
+    _request_count: int = attrs.field(default=0, init=False)
     # The user reactions in matching order, for the `_payloads` whose ids form the key.
     _user_payloads: tuple[tuple[int, ...], list[Any]] = attrs.field(factory=lambda: ((), []), init=False)
 
@@ -241,7 +246,10 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
         # One copy serves as both the stored version and the watch event, because neither is changed in place.
         stored = copy_json(obj)
         if key in self._objects:
-            self._objects[key].history.append(stored)
+            history = self._objects[key].history
+            history.append(stored)
+            if self.history_limit is not None and len(history) > self.history_limit:
+                del history[: len(history) - self.history_limit]
         else:
             self._objects[key] = stored
         self._record_event(resource_version, resource_type, namespace, "ADDED" if old is None else "MODIFIED", stored, old)
@@ -270,8 +278,11 @@ class LiveryKubernetesEmulator(WatchMixin, DeletionMixin, kmock.KubernetesEmulat
             return await super().__call__(raw_request)
 
         body = await raw_request.read()
-        request = make_request(raw_request, path, body, id=len(self._requests))
+        request = make_request(raw_request, path, body, id=self._request_count)
+        self._request_count += 1
         self._requests.append(request)
+        if self.request_log_limit is not None and len(self._requests) > 2 * self.request_log_limit:
+            del self._requests[: len(self._requests) - self.request_log_limit]
         try:
             response = await self._serve_user_reactions(request)
             if response is not None:
