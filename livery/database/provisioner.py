@@ -41,6 +41,7 @@ from psycopg import sql
 from livery import naming
 from livery.models.rules import TENANT_NAME_MAX, TENANT_NAME_PATTERN
 from livery.tenant_schema import HEAD_REVISION, SHARED_OWNER_ROLE, VERSION_TABLE, apply_migrations
+from livery.tenant_schema import migrate
 
 from . import statements
 from .errors import DatabaseError
@@ -58,6 +59,8 @@ logger = logging.getLogger(__name__)
 LOCK_SQL = "SELECT pg_advisory_lock(hashtextextended('livery.database:' || %s, 0))"
 UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('livery.database:' || %s, 0))"
 TENANT_LOCK_PREFIX = "tenant:"
+# `apply_migrations`' transaction lock on one schema, with psycopg's placeholder.
+MIGRATION_LOCK_SQL = migrate.LOCK_SQL.replace(":schema", "%s")
 
 
 @dataclass(frozen=True)
@@ -270,12 +273,19 @@ class DatabaseProvisioner:
     async def _migrate(
         self, connection: psycopg.AsyncConnection, isolation: Isolation, schema: str | None, *, owner_role: str
     ) -> None:
-        """Apply the tenant schema migrations unless `connection`'s database is already at head."""
-        if await schema_revision(connection, schema) == HEAD_REVISION:
+        """Apply the tenant schema migrations unless `connection`'s database is already at head.
+
+        An empty schema gets the creation script on `connection` itself, which saves the
+        new connection, SQLAlchemy engine and thread that an Alembic upgrade needs.
+        """
+        revision = await schema_revision(connection, schema)
+        if revision == HEAD_REVISION:
             return
         database = connection.info.dbname
-        url = render(self._url.set(database=database))
         try:
+            if revision is None and await create_tenant_tables(connection, isolation, schema, owner_role):
+                return
+            url = render(self._url.set(database=database))
             await asyncio.to_thread(apply_migrations, url, isolation, schema, owner_role=owner_role)
         except Exception as exc:
             raise DatabaseError(
@@ -349,6 +359,25 @@ async def schema_revision(connection: psycopg.AsyncConnection, schema: str | Non
     cursor = await connection.execute(sql.SQL("SELECT version_num FROM {}").format(table))
     row = await cursor.fetchone()
     return row[0] if row else None
+
+
+async def create_tenant_tables(
+    connection: psycopg.AsyncConnection, isolation: Isolation, schema: str | None, owner_role: str
+) -> bool:
+    """Run the creation script of the tenant schema in one transaction, as `apply_migrations` does for an empty schema.
+
+    Return False, changing nothing, when another caller created the tables first. The
+    caller then runs `apply_migrations`, which brings them to head.
+    """
+    async with connection.transaction():
+        await connection.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner_role)))
+        await connection.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema or "public")))
+        # The same advisory lock as `apply_migrations`, so the two never migrate one schema at once.
+        await connection.execute(MIGRATION_LOCK_SQL, (schema or "",))
+        if await schema_revision(connection, schema) is not None:
+            return False
+        await connection.execute(migrate.creation_script(isolation))
+    return True
 
 
 async def prepare_shared_public_schema(connection: psycopg.AsyncConnection) -> None:
