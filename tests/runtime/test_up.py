@@ -162,9 +162,11 @@ def test_each_database_exists_in_its_isolation_mode(examples_applied: RuntimePro
 
 def test_status_reports_url_on_gateway_port(examples_applied: RuntimeProcess) -> None:
     status = status_of(examples_applied, "acme")
+    globex = status_of(examples_applied, "globex")
 
     assert status["url"] == f"http://acme.localhost:{examples_applied.gateway_port}/"
-    assert "shop.acme.example.com" in status["hosts"]
+    assert status["hosts"] == ["acme.localhost"]
+    assert "portal.globex.example.com" in globex["hosts"]
 
 
 def test_get_tenants_lists_phases(examples_applied: RuntimeProcess) -> None:
