@@ -69,9 +69,10 @@ PLAN_NAME_RULES: list[dict[str, str]] = [
 # A transition rule: it runs on updates only, where `oldSelf` is the stored spec.
 TENANT_SPEC_RULES: list[dict[str, str]] = [
     {
-        "rule": "!has(oldSelf.isolation) || (has(self.isolation) && self.isolation == oldSelf.isolation)",
+        "rule": "!has(oldSelf.isolation) || !has(self.isolation) || self.isolation == oldSelf.isolation",
         "message": (
-            "spec.isolation: cannot be changed once set; moving data between isolation modes is not supported"
+            "spec.isolation: cannot be changed to another mode once set; moving data between isolation modes "
+            "is not supported (removing it keeps the tenant in the mode its data is in)"
         ),
         "reason": "FieldValueForbidden",
         "fieldPath": ".isolation",

@@ -190,9 +190,10 @@ def check_tenant_update(old: TenantSpec, new: TenantSpec) -> list[str]:
     and the local store reject the same updates.
     """
     errors: list[str] = []
-    if old.isolation is not None and new.isolation != old.isolation:
+    if old.isolation is not None and new.isolation is not None and new.isolation != old.isolation:
         errors.append(
-            f"spec.isolation: cannot be changed once set (from {show(old.isolation)} to {show(new.isolation)}); "
-            "moving data between isolation modes is not supported"
+            f"spec.isolation: cannot be changed to another mode once set (from {show(old.isolation)} to "
+            f"{show(new.isolation)}); moving data between isolation modes is not supported (removing it keeps "
+            "the tenant in the mode its data is in)"
         )
     return errors

@@ -55,7 +55,8 @@ class IsolationChangeRejected(ReconcileError):
     def __init__(self, in_force: str, requested: str) -> None:
         super().__init__(
             f"isolation {requested!r} rejected: the tenant's data is provisioned in {in_force!r} mode and "
-            f"moving data between isolation modes is not supported; set spec.isolation back to {in_force!r}",
+            f"moving data between isolation modes is not supported; remove spec.isolation (or set it to "
+            f"{in_force!r} on a Tenant where it was unset) and the tenant keeps its {in_force!r} mode",
             reason="IsolationChangeRejected",
             condition="DatabaseReady",
             temporary=False,

@@ -36,14 +36,22 @@ def snapshot_key(tenant: str, isolation: str, moment: datetime | None = None) ->
 async def isolations_to_clean(
     tenant: Tenant, plan: Plan | None, secret: dict[str, str] | None, provisioner: Provisioner
 ) -> list[str]:
-    """Return the isolation modes that may hold the tenant's data.
+    """Return the isolation modes that may hold this Tenant's data.
 
-    The secret records the mode the data was provisioned in. Without it, the
-    spec or the plan names the mode. When neither is known, the provisioner is
-    asked which mode's objects exist: its own database first, then its schema,
-    then its role alone (shared mode), because the role exists in every mode.
+    `status.isolation` records the mode this Tenant's data was provisioned in and
+    wins, because the secret can be edited or lost. Next comes the secret, which
+    is stored before any database object is made. A Tenant with neither never
+    provisioned anything: objects under its name belong to an earlier Tenant
+    whose deletion policy retained them, so nothing is cleaned. A secret without
+    the mode (written by an older Livery) leaves the spec, the plan, and then
+    the provisioner's own check of which mode's objects exist.
     """
-    if secret and secret.get(SECRET_ISOLATION):
+    recorded = tenant.status.isolation if tenant.status is not None else None
+    if recorded:
+        return [recorded]
+    if not secret:
+        return []
+    if secret.get(SECRET_ISOLATION):
         return [secret[SECRET_ISOLATION]]
     if tenant.spec.isolation:
         return [tenant.spec.isolation]

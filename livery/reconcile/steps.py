@@ -78,6 +78,9 @@ async def ensure_secret(
     if not existing and not recorded and provisioner is not None:
         await check_retained_data(tenant, provisioner)
     data = completed_secret(existing, in_force)
+    if recorded:
+        # An edited mode in the secret must not move the data: the status records where it is.
+        data[SECRET_ISOLATION] = recorded
     if data != existing:
         await _driver_call(driver.ensure_secret(tenant.name, data), "SecretFailed", "DatabaseReady")
     return data

@@ -221,7 +221,7 @@ def test_bad_tenant_names_rejected_by_both(name: str) -> None:
     [
         ("shared", "shared", True),
         ("shared", "schema", False),
-        ("database", None, False),
+        ("database", None, True),
         (None, "schema", True),
         (None, None, True),
     ],

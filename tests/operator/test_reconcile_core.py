@@ -274,10 +274,10 @@ async def test_plan_with_other_default_keeps_mode(make_tenant, plans, provisione
     assert driver.apps[tenant.name].environment["LIVERY_ISOLATION"] == plans["free"].spec.isolation
 
 
-async def test_delete_without_secret_or_plan_finds_mode(make_tenant, plans, provisioner):
+async def test_delete_without_secret_or_plan_uses_status(make_tenant, plans, provisioner):
     tenant = make_tenant(unique_name("orphan"), "pro", deletionPolicy="Delete")
     driver = MemoryDriver()
-    await run(tenant, plans["pro"], driver, provisioner)
+    tenant.status = (await run(tenant, plans["pro"], driver, provisioner)).status
     del driver.secrets[tenant.name]
 
     result = await finalize_tenant(tenant, None, driver=driver, provisioner=provisioner)
@@ -285,3 +285,31 @@ async def test_delete_without_secret_or_plan_finds_mode(make_tenant, plans, prov
     assert result.finished is True
     assert await provisioner.database_exists(tenant.name, "schema") is False
     assert await provisioner.database_exists(tenant.name, "shared") is False
+
+
+async def test_edited_secret_mode_is_put_back(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("mode"), "pro")
+    driver = MemoryDriver()
+    tenant.status = (await run(tenant, plans["pro"], driver, provisioner)).status
+    driver.secrets[tenant.name]["LIVERY_ISOLATION"] = "shared"
+
+    result = await run(tenant, plans["pro"], driver, provisioner)
+
+    assert result.status.isolation == "schema"
+    assert result.status.phase == "Ready"
+    assert driver.secrets[tenant.name]["LIVERY_ISOLATION"] == "schema"
+    assert driver.apps[tenant.name].environment["LIVERY_ISOLATION"] == "schema"
+
+
+async def test_removed_isolation_recovers_rejected_change(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("undo"), "pro")
+    driver = MemoryDriver()
+    tenant.status = (await run(tenant, plans["pro"], driver, provisioner)).status
+    tenant.spec.isolation = "database"
+    tenant.status = (await run(tenant, plans["pro"], driver, provisioner)).status
+    tenant.spec.isolation = None
+
+    result = await run(tenant, plans["pro"], driver, provisioner)
+
+    assert result.status.phase == "Ready"
+    assert result.status.isolation == "schema"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from operator_support import MemoryDriver, unique_name
 
 from livery.reconcile import ReconcileSettings, reconcile_tenant
+from livery.reconcile.finalize import finalize_tenant
 from livery.reconcile.errors import ADOPT_RETAINED_DATA_ANNOTATION
 
 SETTINGS = ReconcileSettings(base_domain="saas.test", url_scheme="https")
@@ -47,3 +48,19 @@ async def test_fresh_name_needs_no_annotation(make_tenant, plans, provisioner):
     result = await run(make_tenant(unique_name("fresh"), "free"), plans["free"], MemoryDriver(), provisioner)
 
     assert result.status.phase == "Ready"
+
+
+async def test_deleting_refused_tenant_keeps_retained_data(make_tenant, plans, provisioner):
+    name = unique_name("keep")
+    await run(make_tenant(name, "pro"), plans["pro"], MemoryDriver(), provisioner)
+    for policy in ("Delete", "Snapshot"):
+        newcomer = make_tenant(name, "pro", deletionPolicy=policy)
+        driver = MemoryDriver()
+        refused = await run(newcomer, plans["pro"], driver, provisioner)
+        newcomer.status = refused.status
+
+        deleted = await finalize_tenant(newcomer, plans["pro"], driver=driver, provisioner=provisioner)
+
+        assert refused.status.condition("DatabaseReady").reason == "RetainedDataExists"
+        assert deleted.finished is True
+        assert await provisioner.database_exists(name, "schema") is True

@@ -69,6 +69,14 @@ async def test_isolation_change_is_rejected(store: LocalStore) -> None:
     assert caught.value.errors[0].startswith("spec.isolation: cannot be changed")
 
 
+async def test_isolation_can_be_removed(store: LocalStore) -> None:
+    await store.apply_tenant("acme", {**ACME, "isolation": "shared"}, CLI_FIELD_MANAGER)
+
+    tenant = await store.apply_tenant("acme", {**ACME, "isolation": None}, CLI_FIELD_MANAGER)
+
+    assert tenant.spec.isolation is None
+
+
 async def test_generation_bumps_only_on_spec_change(store: LocalStore) -> None:
     await store.apply_tenant("acme", ACME, CLI_FIELD_MANAGER)
 
