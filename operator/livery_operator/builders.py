@@ -26,6 +26,7 @@ SUSPENDED_ANNOTATION = "livery.dev/suspended"
 CERT_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
 # The app pod meets the "restricted" Pod Security Standard, so its namespace enforces it.
 POD_SECURITY_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+TENANT_UID_ANNOTATION = "livery.dev/tenant-uid"
 SERVICE_PORT = 80
 # ExternalName Service that a suspended tenant's Ingress routes to, an alias of the control API's Service.
 SUSPENSION_SERVICE_NAME = "tenant-suspended"
@@ -47,25 +48,43 @@ def _metadata(tenant: str, name: str, component: str | None = None) -> dict[str,
     return {"name": name, "namespace": naming.namespace_name(tenant), "labels": naming.labels(tenant, component)}
 
 
-def namespace(tenant: str) -> dict[str, Any]:
-    """Build the tenant's Namespace, where Pod Security admission enforces the restricted profile."""
+def namespace(tenant: str, uid: str | None = None) -> dict[str, Any]:
+    """Build the tenant's Namespace, where Pod Security admission enforces the restricted profile.
+
+    `uid`, the Tenant's, marks which Tenant the namespace was made for (see `owned_by`).
+    """
     labels = {**naming.labels(tenant), POD_SECURITY_ENFORCE_LABEL: "restricted"}
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": naming.namespace_name(tenant), "labels": labels},
-    }
+    metadata: dict[str, Any] = {"name": naming.namespace_name(tenant), "labels": labels}
+    if uid:
+        metadata["annotations"] = {TENANT_UID_ANNOTATION: uid}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
 
 
-def secret(tenant: str, data: dict[str, str]) -> dict[str, Any]:
+def secret(tenant: str, data: dict[str, str], uid: str | None = None) -> dict[str, Any]:
+    """Build the tenant's credentials Secret; `uid` marks the Tenant that generated them."""
     encoded = {key: base64.b64encode(value.encode()).decode() for key, value in sorted(data.items())}
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _metadata(tenant, naming.APP_SECRET_NAME, "app"),
-        "type": "Opaque",
-        "data": encoded,
-    }
+    metadata = _metadata(tenant, naming.APP_SECRET_NAME, "app")
+    if uid:
+        metadata["annotations"] = {TENANT_UID_ANNOTATION: uid}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque", "data": encoded}
+
+
+def owned_by(obj: dict[str, Any], tenant: str, uid: str | None, *, require_mark: bool = False) -> bool:
+    """Return whether the operator made `obj` for the Tenant `tenant` with `uid`.
+
+    The object needs Livery's labels for `tenant`. With `uid` known, an object marked
+    with another Tenant's uid (an earlier Tenant of the same name) is not owned. One
+    without the mark is owned unless `require_mark`; the operator adds the mark on
+    its next write.
+    """
+    metadata = obj.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    if labels.get(naming.MANAGED_BY_LABEL) != naming.MANAGED_BY or labels.get(naming.TENANT_LABEL) != tenant:
+        return False
+    marked = (metadata.get("annotations") or {}).get(TENANT_UID_ANNOTATION)
+    if uid is None:
+        return True
+    return marked == uid or (marked is None and not require_mark)
 
 
 def redis_secret(tenant: str, settings: OperatorSettings) -> dict[str, Any] | None:

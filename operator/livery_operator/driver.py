@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from livery import naming
@@ -68,13 +69,20 @@ class KubernetesDriver(Driver):
         # Objects written, by kind and outcome (created, applied, unchanged), for tests and benchmarks.
         self.writes: dict[tuple[str, str], int] = {}
 
-    async def ensure_object(self, desired: dict[str, Any], *, probably_missing: bool = False) -> dict[str, Any]:
+    async def ensure_object(
+        self,
+        desired: dict[str, Any],
+        *,
+        probably_missing: bool = False,
+        check_existing: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
         """Create `desired` or apply it when a field differs; return the live object.
 
         Fields that `drift` compares exactly are first put back with a JSON patch, which
         also removes what another field manager added there. With `probably_missing`,
         or in a namespace this driver just created, the create comes without a read
-        first, and a 409 Conflict falls back to the read.
+        first, and a 409 Conflict falls back to the read. `check_existing` sees an object
+        that already existed before anything is written to it, and may raise.
         """
         kind = desired["kind"]
         metadata = desired["metadata"]
@@ -96,6 +104,8 @@ class KubernetesDriver(Driver):
                     if exc.status != 409:
                         raise
                     live = await self.client.get(kind, metadata["name"], metadata.get("namespace")) or {}
+            if check_existing is not None:
+                check_existing(live)
             restore = drift.restore_operations(live, desired)
             if restore:
                 live = await self.client.json_patch(kind, metadata["name"], restore, metadata.get("namespace"))
@@ -157,7 +167,11 @@ class KubernetesDriver(Driver):
         created_before = self.writes.get(("Namespace", "created"), 0)
         probably_missing = tenant in self._secret_missing
         self._secret_missing.discard(tenant)
-        namespace = await self.ensure_object(builders.namespace(tenant), probably_missing=probably_missing)
+        namespace = await self.ensure_object(
+            builders.namespace(tenant, self.tenant_uids.get(tenant)),
+            probably_missing=probably_missing,
+            check_existing=lambda live: self._check_namespace_owner(tenant, live),
+        )
         if (namespace.get("status") or {}).get("phase") == "Terminating":
             raise DriverError(
                 f"namespace {naming.namespace_name(tenant)} is still terminating; retrying when it is gone",
@@ -169,6 +183,17 @@ class KubernetesDriver(Driver):
             self._new_namespaces.pop(name, None)  # re-inserted last, keeping the dict in creation order
             self._new_namespaces[name] = (time.monotonic(), {})
 
+    def _check_namespace_owner(self, tenant: str, live: dict[str, Any]) -> None:
+        if builders.owned_by(live, tenant, self.tenant_uids.get(tenant)):
+            return
+        name = naming.namespace_name(tenant)
+        raise DriverError(
+            f"namespace {name} exists but was not made by Livery for this Tenant (its labels or "
+            f"{builders.TENANT_UID_ANNOTATION} annotation differ); nothing is written to it. Delete or "
+            "rename that namespace, or give the Tenant another name",
+            reason="NamespaceNotOwned",
+        )
+
     async def read_secret(self, tenant: str) -> dict[str, str] | None:
         try:
             obj = await self.client.get("Secret", naming.APP_SECRET_NAME, naming.namespace_name(tenant))
@@ -178,11 +203,16 @@ class KubernetesDriver(Driver):
             self._secret_missing.add(tenant)
             return None
         self._secret_missing.discard(tenant)
+        if not builders.owned_by(obj, tenant, self.tenant_uids.get(tenant), require_mark=True):
+            # Credentials this Tenant did not generate (planted, or left by an earlier Tenant of
+            # the name) are never trusted; the reconcile then treats the tenant as new.
+            logger.warning("tenant %s: ignoring a Secret %s that this Tenant did not write", tenant, naming.APP_SECRET_NAME)
+            return None
         return builders.decode_secret(obj)
 
     async def ensure_secret(self, tenant: str, data: dict[str, str]) -> None:
         await self.ensure_namespace(tenant)
-        await self.ensure_object(builders.secret(tenant, data))
+        await self.ensure_object(builders.secret(tenant, data, self.tenant_uids.get(tenant)))
 
     async def ensure_config(self, tenant: str, config: dict[str, Any]) -> None:
         await self.ensure_namespace(tenant)
@@ -237,6 +267,15 @@ class KubernetesDriver(Driver):
 
     async def remove_tenant(self, tenant: str) -> None:
         namespace = naming.namespace_name(tenant)
+        try:
+            live = await self.client.get("Namespace", namespace)
+        except KubeError as exc:
+            raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
+        if live is not None and not builders.owned_by(live, tenant, self.tenant_uids.get(tenant)):
+            # Another team's namespace of that name: nothing in it is this Tenant's to delete.
+            logger.warning("tenant %s: namespace %s is not Livery's for this Tenant; left as it is", tenant, namespace)
+            self._forget_tenant(tenant, namespace)
+            return
         names = {
             "Ingress": naming.APP_NAME,
             "Deployment": naming.APP_NAME,
@@ -254,6 +293,9 @@ class KubernetesDriver(Driver):
             await self.client.delete("Namespace", namespace)
         except KubeError as exc:
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
+        self._forget_tenant(tenant, namespace)
+
+    def _forget_tenant(self, tenant: str, namespace: str) -> None:
         self.tenant_uids.pop(tenant, None)
         self.observed_apps.pop(tenant, None)
         self._namespaces_checked.pop(tenant, None)

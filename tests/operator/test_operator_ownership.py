@@ -1,0 +1,54 @@
+"""Under kopf: the operator writes only to namespaces and Secrets it made for the Tenant at hand."""
+
+from __future__ import annotations
+
+import base64
+
+from operator_support import tenant_manifest, unique_name, wait_for
+from test_operator_e2e import condition, create_ready_tenant, operator, secret_of  # noqa: F401 - fixtures
+
+from livery import naming
+from livery_operator.builders import TENANT_UID_ANNOTATION
+
+
+def test_foreign_namespace_is_left_alone(kube, operator):
+    name = unique_name("foreign")
+    namespace = naming.namespace_name(name)
+    kube.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {"team": "other"}}})
+    kube.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "theirs", "namespace": namespace}, "data": {"a": "b"}})
+
+    kube.create("tenants", tenant_manifest(name, "pro"))
+    refused = wait_for(
+        lambda: condition(kube, name, "DatabaseReady").get("reason") == "NamespaceNotOwned" and condition(kube, name, "DatabaseReady"),
+        message="NamespaceNotOwned",
+    )
+    kube.delete("tenants", name)
+    wait_for(lambda: kube.get("tenants", name) is None, timeout=60, message="Tenant gone")
+
+    assert namespace in refused["message"]
+    assert kube.get("namespaces", namespace)["metadata"]["labels"] == {"team": "other"}
+    assert kube.get("configmaps", "theirs", namespace)["data"] == {"a": "b"}
+    assert kube.get("secrets", naming.APP_SECRET_NAME, namespace) is None
+    assert kube.get("networkpolicies", "tenant-isolation", namespace) is None
+
+
+def test_planted_secret_is_not_trusted(kube, operator):
+    name = unique_name("planted")
+    namespace = naming.namespace_name(name)
+    kube.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": naming.labels(name)}})
+    planted = {
+        "LIVERY_DATABASE_PASSWORD": "chosen-by-someone-else",
+        "LIVERY_ISOLATION": "schema",
+    }
+    kube.create("secrets", {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": naming.APP_SECRET_NAME, "namespace": namespace, "labels": naming.labels(name, "app")},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in planted.items()},
+    })
+
+    create_ready_tenant(kube, name, "pro")
+
+    secret = kube.get("secrets", naming.APP_SECRET_NAME, namespace)
+    assert secret_of(kube, name)["LIVERY_DATABASE_PASSWORD"] != "chosen-by-someone-else"
+    assert secret["metadata"]["annotations"][TENANT_UID_ANNOTATION] == kube.get("tenants", name)["metadata"]["uid"]
+    assert kube.get("namespaces", namespace)["metadata"]["annotations"][TENANT_UID_ANNOTATION] == kube.get("tenants", name)["metadata"]["uid"]
