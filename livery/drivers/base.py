@@ -35,6 +35,8 @@ class AppSpec:
     environment: dict[str, str]
     config_checksum: str
     labels: dict[str, str] = field(default_factory=dict)
+    # SHA-256 hex digest of the tenant secret's data, so new credentials restart the app; empty when unknown.
+    secret_checksum: str = ""
 
 
 @dataclass(frozen=True)

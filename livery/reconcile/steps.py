@@ -48,6 +48,8 @@ class DatabaseResult:
     status: DatabaseStatus
     isolation: str
     schema: str | None
+    # SHA-256 hex digest of the tenant secret's data as stored; never the data itself.
+    secret_checksum: str = ""
 
 
 def resolve_plan(tenant: Tenant, plan: Plan | None) -> ResolvedPlan:
@@ -144,7 +146,7 @@ async def ensure_database(
         role=getattr(info, "role", None),
         secret_name=naming.APP_SECRET_NAME,
     )
-    return DatabaseResult(status=status, isolation=isolation, schema=schema)
+    return DatabaseResult(status=status, isolation=isolation, schema=schema, secret_checksum=config_checksum(secret))
 
 
 def build_config(
@@ -168,7 +170,7 @@ def build_config(
 
 
 def config_checksum(config: dict[str, Any]) -> str:
-    """Return the SHA-256 of the config's canonical JSON; a change rolls the app out."""
+    """Return the SHA-256 of a JSON document's canonical form; a change of the config or secret rolls the app out."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()
 
@@ -215,6 +217,7 @@ async def ensure_app(
         environment=app_environment(tenant, database, settings),
         config_checksum=checksum,
         labels=naming.labels(tenant.name, "app"),
+        secret_checksum=database.secret_checksum,
     )
     return await _driver_call(driver.ensure_app(spec), "AppFailed", "AppReady")
 

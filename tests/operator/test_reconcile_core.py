@@ -74,6 +74,21 @@ async def test_database_url_reaches_only_the_secret(make_tenant, plans, provisio
     assert all(password not in event[3] for event in driver.events)
 
 
+async def test_new_password_changes_secret_checksum(make_tenant, plans, provisioner):
+    tenant = make_tenant(unique_name("rotate"), "pro")
+    driver = MemoryDriver()
+    await run(tenant, plans["pro"], driver, provisioner)
+    before = driver.apps[tenant.name].secret_checksum
+
+    driver.secrets[tenant.name][SECRET_DATABASE_PASSWORD] = "a-new-password-set-by-hand"
+    await run(tenant, plans["pro"], driver, provisioner)
+    after = driver.apps[tenant.name].secret_checksum
+
+    assert len(before) == 64
+    assert after != before
+    assert all(value not in after for value in driver.secrets[tenant.name].values())
+
+
 async def test_missing_plan_fails_then_recovers(make_tenant, plans, provisioner):
     tenant = make_tenant(unique_name("noplan"), "pro")
     driver = MemoryDriver()
