@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from livery.models.tenant import Branding, Tenant
+from livery.models.tenant import Branding, Condition, Tenant
 
 from .schemas import BillingView, TenantStatusView, TenantView
 from .tables import TenantBilling
 
 
+# Condition reasons whose messages speak about the tenant's own spec, for its owner to act on.
+# Other messages can carry database hosts, roles or server errors, which are for platform admins.
+CUSTOMER_REASONS = frozenset({
+    "Provisioned", "ReplicasAvailable", "ReplicasUnavailable", "Routed", "Ready", "Suspended", "NotChecked",
+    "PlanNotFound", "IsolationChangeRejected", "DomainNotAllowed", "HostConflict", "CustomDomainsNotInPlan",
+})
+
+
 def status_view(tenant: Tenant) -> TenantStatusView | None:
+    """Return the status as the tenant's own team sees it: infrastructure details stay with admins."""
     status = tenant.status
     if status is None:
         return None
@@ -16,9 +25,19 @@ def status_view(tenant: Tenant) -> TenantStatusView | None:
         phase=status.phase,
         url=status.url,
         hosts=status.hosts or [],
-        conditions=status.conditions or [],
+        conditions=[_customer_condition(condition) for condition in status.conditions or []],
         limits=status.limits,
     )
+
+
+def _customer_condition(condition: Condition) -> Condition:
+    if condition.reason in CUSTOMER_REASONS:
+        return condition
+    message = (
+        f"{condition.type} is not met yet ({condition.reason}). The platform retries on its own; "
+        "if this lasts, contact the platform's support."
+    )
+    return condition.model_copy(update={"message": message})
 
 
 def billing_view(provider: str, billing: TenantBilling | None) -> BillingView:

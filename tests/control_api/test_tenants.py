@@ -601,3 +601,24 @@ async def test_plain_custom_css_is_saved(api):
 
     assert response.status_code == 200
     assert (await api.context.store.get_tenant(tenant)).spec.branding.custom_css == "h1 { color: #123456; }"
+
+
+async def test_owner_sees_no_infrastructure_details(api):
+    from livery.models.tenant import Condition, TenantStatus
+
+    tenant, owner = await api.owner()
+    leak = "connection to db.internal:5432 as livery_admin failed"
+    status = TenantStatus(phase="Provisioning", conditions=[
+        Condition(type="DatabaseReady", status="False", reason="DatabaseUnreachable", message=leak),
+        Condition(type="RoutingReady", status="False", reason="DomainNotAllowed", message="not serving x.saas.test"),
+    ])
+    await api.context.store.update_tenant_status(tenant, status)
+
+    own = await api.http.get(f"/v1/tenants/{tenant}", headers=owner)
+    admin = await api.admin("GET", f"/v1/admin/tenants/{tenant}")
+
+    conditions = {item["type"]: item for item in own.json()["status"]["conditions"]}
+    assert leak not in own.text
+    assert conditions["DatabaseReady"]["reason"] == "DatabaseUnreachable"
+    assert conditions["RoutingReady"]["message"] == "not serving x.saas.test"
+    assert leak in admin.text
