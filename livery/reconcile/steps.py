@@ -107,7 +107,9 @@ async def check_retained_data(tenant: Tenant, provisioner: Provisioner) -> None:
             f"checking for retained data failed: {exc}", reason=_database_reason(exc), condition="DatabaseReady"
         ) from exc
     if modes:
-        raise RetainedDataExists(modes)
+        # The role exists in every mode, so shared mode is also found beside a schema or a database:
+        # the first mode found, the most specific, is the one the data is in.
+        raise RetainedDataExists(modes[:1])
 
 
 def isolation_in_force(secret: dict[str, str], requested: str) -> str:

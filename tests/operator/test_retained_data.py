@@ -27,7 +27,7 @@ async def test_new_tenant_rejects_retained_data(make_tenant, plans, provisioner)
     assert database.status == "False"
     assert database.reason == "RetainedDataExists"
     assert ADOPT_RETAINED_DATA_ANNOTATION in database.message
-    assert "schema" in database.message
+    assert "(schema isolation)" in database.message
     assert name not in newcomer_driver.secrets
     assert name not in newcomer_driver.apps
 
