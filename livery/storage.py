@@ -333,6 +333,8 @@ class LocalStorage(Storage):
 
     def _move_into_place(self, partial: Path, target: Path) -> None:
         try:
+            # Tenant files and snapshots are for the platform's own user only, whatever the umask.
+            os.chmod(partial, 0o600)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, target)
         except OSError as exc:

@@ -71,6 +71,20 @@ def test_put_file_stores_file_contents(storage, tmp_path):
     assert storage.get_bytes("tenants/acme/snapshots/1.dump") == source.read_bytes()
 
 
+def test_local_files_readable_by_owner_only(tmp_path):
+    storage = LocalStorage(tmp_path / "files")
+    source = tmp_path / "snapshot.dump"
+    source.write_bytes(b"PGDMP")
+    source.chmod(0o644)
+
+    storage.put_file("tenants/acme/snapshots/1.dump", source)
+    storage.put_bytes("tenants/acme/a.txt", b"a")
+
+    for key in ("tenants/acme/snapshots/1.dump", "tenants/acme/a.txt"):
+        mode = (tmp_path / "files" / key).stat().st_mode & 0o777
+        assert mode == 0o600, key
+
+
 def test_delete_removes_object_and_tolerates_missing(storage):
     storage.put_bytes("tenants/acme/a.txt", b"a")
 
