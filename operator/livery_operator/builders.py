@@ -22,6 +22,8 @@ from livery.models.config import CONFIG_FILE_NAME
 from .settings import OperatorSettings
 
 CHECKSUM_ANNOTATION = "livery.dev/config-checksum"
+# SHA-256 of the tenant Secret's data: new credentials change the pod template, so the app rolls out.
+SECRET_CHECKSUM_ANNOTATION = "livery.dev/secret-checksum"
 SUSPENDED_ANNOTATION = "livery.dev/suspended"
 CERT_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
 # The app pod meets the "restricted" Pod Security Standard, so its namespace enforces it.
@@ -111,7 +113,7 @@ def config_map(tenant: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def deployment(spec: AppSpec, settings: OperatorSettings) -> dict[str, Any]:
-    """Build the app Deployment: plan resources, probes, a hardened pod and the config checksum."""
+    """Build the app Deployment: plan resources, probes, a hardened pod and the config and secret checksums."""
     tenant = spec.tenant
     selector = naming.labels(tenant, "app")
     environment = dict(spec.environment)
@@ -143,6 +145,9 @@ def deployment(spec: AppSpec, settings: OperatorSettings) -> dict[str, Any]:
         ],
     }
     pod_labels = {**selector, **spec.labels}
+    pod_annotations = {CHECKSUM_ANNOTATION: spec.config_checksum}
+    if spec.secret_checksum:
+        pod_annotations[SECRET_CHECKSUM_ANNOTATION] = spec.secret_checksum
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -151,7 +156,7 @@ def deployment(spec: AppSpec, settings: OperatorSettings) -> dict[str, Any]:
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": pod_labels, "annotations": {CHECKSUM_ANNOTATION: spec.config_checksum}},
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,

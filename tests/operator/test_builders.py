@@ -125,6 +125,20 @@ def test_config_change_changes_pod_template(app, settings):
     assert after["metadata"]["annotations"][builders.CHECKSUM_ANNOTATION] == "def456"
 
 
+def test_secret_change_changes_pod_template(app, settings):
+    before = builders.deployment(dataclasses.replace(app, secret_checksum="1" * 64), settings)["spec"]["template"]
+    after = builders.deployment(dataclasses.replace(app, secret_checksum="2" * 64), settings)["spec"]["template"]
+
+    assert before["metadata"]["annotations"][builders.SECRET_CHECKSUM_ANNOTATION] == "1" * 64
+    assert after["metadata"]["annotations"][builders.SECRET_CHECKSUM_ANNOTATION] == "2" * 64
+
+
+def test_unknown_secret_checksum_adds_no_annotation(app, settings):
+    template = builders.deployment(app, settings)["spec"]["template"]
+
+    assert builders.SECRET_CHECKSUM_ANNOTATION not in template["metadata"]["annotations"]
+
+
 def test_deployment_environment_holds_no_secret_values(app, settings):
     container = builders.deployment(app, settings)["spec"]["template"]["spec"]["containers"][0]
     names = {item["name"] for item in container["env"]}

@@ -6,14 +6,17 @@ whose provisioner caches `ensure_database` for the default 600 s.
 
 from __future__ import annotations
 
+import base64
+
 import psycopg
 import pytest
 from operator_support import unique_name, wait_for
 from psycopg import sql
-from test_operator_e2e import create_ready_tenant, operator, provisioner_probe  # noqa: F401 - fixtures
+from test_operator_e2e import create_ready_tenant, operator, provisioner_probe, secret_of  # noqa: F401 - fixtures
 
 from livery import naming
-from livery_operator.builders import NETWORK_POLICY_NAME, POD_SECURITY_ENFORCE_LABEL
+from livery.reconcile import SECRET_DATABASE_PASSWORD
+from livery_operator.builders import NETWORK_POLICY_NAME, POD_SECURITY_ENFORCE_LABEL, SECRET_CHECKSUM_ANNOTATION
 
 DROP_BY_HAND = {
     "database": ("enterprise", "DROP DATABASE {} WITH (FORCE)", None),
@@ -114,3 +117,32 @@ def test_namespace_security_label_is_reset(kube, operator):
     assert "pod-security.kubernetes.io/warn" not in labels()
     assert labels()["team"] == "payments"
     assert labels()[naming.TENANT_LABEL] == name
+
+
+def pod_annotations(kube, name: str) -> dict[str, str]:
+    deployment = kube.get("deployments", naming.APP_NAME, naming.namespace_name(name))
+    return deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize("change", ["edited", "deleted"])
+def test_new_password_rolls_out_app(change, kube, operator):
+    name = unique_name(f"pw-{change[:3]}")
+    create_ready_tenant(kube, name, "pro")
+    namespace = naming.namespace_name(name)
+    before = pod_annotations(kube, name)[SECRET_CHECKSUM_ANNOTATION]
+    old_password = secret_of(kube, name)[SECRET_DATABASE_PASSWORD]
+
+    if change == "edited":
+        encoded = base64.b64encode(b"a-new-password-set-by-hand").decode()
+        kube.patch("secrets", naming.APP_SECRET_NAME, {"data": {SECRET_DATABASE_PASSWORD: encoded}}, namespace=namespace)
+    else:
+        assert kube.delete("secrets", naming.APP_SECRET_NAME, namespace)
+
+    wait_for(
+        lambda: pod_annotations(kube, name).get(SECRET_CHECKSUM_ANNOTATION) != before,
+        timeout=30,
+        message="new secret checksum in the pod template",
+    )
+    new_password = secret_of(kube, name)[SECRET_DATABASE_PASSWORD]
+    assert new_password != old_password
+    assert new_password not in pod_annotations(kube, name).values()
