@@ -67,14 +67,15 @@ def test_setting_unset_isolation_allowed(custom: kubernetes.client.CustomObjects
     assert patched["spec"]["isolation"] == "schema"
 
 
-def test_removing_isolation_rejected(http: httpx.Client, custom: kubernetes.client.CustomObjectsApi) -> None:
+def test_removing_isolation_allowed(http: httpx.Client, custom: kubernetes.client.CustomObjectsApi) -> None:
     create_tenant(custom, "acme", isolation="shared")
 
     response = http.patch(
         f"{TENANTS_PATH}/acme", json={"spec": {"isolation": None}}, headers={"Content-Type": "application/merge-patch+json"}
     )
 
-    assert response.status_code == 422
+    assert response.status_code == 200
+    assert "isolation" not in custom.get_cluster_custom_object(*TENANTS, "acme")["spec"]
 
 
 def test_missing_required_field_names_path(http: httpx.Client) -> None:
