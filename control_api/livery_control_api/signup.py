@@ -35,7 +35,7 @@ from .ratelimit import check_password_limited
 from .schemas import NameCheck, SignupRequest
 from .security import new_token, token_digest
 from .signup_rows import insert_signup_rows
-from .team_sync import sync_owner
+from .team_sync import bind, grant_owner
 from .tables import Account, Signup, TenantBilling
 
 logger = logging.getLogger("livery.control_api.signup")
@@ -222,6 +222,8 @@ async def _write_tenant_then_commit(context: AppContext, session: AsyncSession, 
         await session.rollback()
         raise
     try:
+        # Recorded at once, so a Tenant re-created outside the API before the next team sync is told apart.
+        await bind(session, tenant)
         await session.commit()
     except Exception:
         logger.error("signup of tenant %s failed at commit; deleting its Tenant again", signup.tenant)
@@ -253,7 +255,8 @@ async def complete_paid_signup(
         written = await context.store.apply_tenant(signup.tenant, tenant_spec(signup), CONTROL_API_FIELD_MANAGER)
         signup.state = "complete"
         # The signup's owner membership waited for this write.
-        await sync_owner(session, written)
+        await grant_owner(session, signup.tenant, signup.account_id)
+        await bind(session, written)
     billing = await session.get(TenantBilling, tenant, with_for_update=True)
     if billing is None:
         billing = TenantBilling(tenant=tenant)

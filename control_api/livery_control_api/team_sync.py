@@ -9,8 +9,9 @@ runs periodically and `sync_tenant_team` after an admin apply:
   also forgotten when the Tenant under that name has another uid than the one
   recorded in `tenant_bindings`, because it was deleted and created again;
 - the owner role belongs to the account named in `spec.owner.email`. Another
-  account holding it becomes an admin; the named account, once it exists, becomes
-  the owner.
+  account holding it becomes an admin; the named account becomes the owner once it
+  exists and has confirmed its email, because signing up needs no proof that the
+  address is one's own.
 
 A signup still waiting for payment is kept: its Tenant does not exist yet.
 """
@@ -113,13 +114,21 @@ async def sync_owner(session: AsyncSession, tenant: Tenant) -> None:
     account = await session.scalar(select(Account).where(Account.email == owner_email))
     if account is None or any(email == owner_email for _, email in rows):
         return
-    statement = insert(Membership).values(account_id=account.id, tenant=tenant.name, role=Role.OWNER.value)
+    if account.email_verified_at is None:
+        logger.info("tenant %s: owner %s gets the owner role once the email is confirmed", tenant.name, owner_email)
+        return
+    await grant_owner(session, tenant.name, account.id)
+    record_audit(session, SYNC_ACTOR, "member.owner_set", tenant.name, email=owner_email)
+
+
+async def grant_owner(session: AsyncSession, tenant: str, account_id: str) -> None:
+    """Make the account the tenant's owner, adding the membership or raising its role."""
+    statement = insert(Membership).values(account_id=account_id, tenant=tenant, role=Role.OWNER.value)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[Membership.account_id, Membership.tenant], set_={"role": Role.OWNER.value}
         )
     )
-    record_audit(session, SYNC_ACTOR, "member.owner_set", tenant.name, email=owner_email)
 
 
 async def _forget(session: AsyncSession, name: str, reason: str) -> None:

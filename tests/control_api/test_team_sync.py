@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from livery.store.base import CLI_FIELD_MANAGER
-from livery_control_api.tables import Membership, Signup, TenantBinding
+from livery_control_api.dependencies import utcnow
+from livery_control_api.tables import Account, Membership, Signup, TenantBinding
 from livery_control_api.team_sync import sync_teams
 
 from .conftest import unique_name
@@ -25,6 +26,13 @@ async def delete_outside_api(api, name: str) -> None:
     """Delete the Tenant as kubectl and the finalizer do, without the control API."""
     await api.context.store.delete_tenant(name)
     await api.context.store.remove_tenant(name)
+
+
+async def confirm_email(api, email: str) -> None:
+    async with api.context.sessions() as session:
+        account = await session.scalar(select(Account).where(Account.email == email))
+        account.email_verified_at = utcnow()
+        await session.commit()
 
 
 async def owner_with_key(api) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -97,6 +105,7 @@ async def test_sync_keeps_team_of_live_tenant(api):
 async def test_owner_change_moves_owner_role(api):
     tenant, first_owner = await api.owner()
     _, _, successor_email = await api.signup()
+    await confirm_email(api, successor_email)
     successor = {"Authorization": f"Bearer {await api.token(successor_email)}"}
 
     applied = await api.admin("POST", "/v1/admin/apply", json=tenant_manifest(tenant, successor_email))
@@ -113,6 +122,7 @@ async def test_owner_change_moves_owner_role(api):
 async def test_owner_change_by_sync(api):
     tenant, first_owner = await api.owner()
     _, _, successor_email = await api.signup()
+    await confirm_email(api, successor_email)
     spec = (await api.context.store.get_tenant(tenant)).spec.to_json()
     await api.context.store.apply_tenant(tenant, {**spec, "owner": {"email": successor_email}}, CLI_FIELD_MANAGER)
 
@@ -139,12 +149,50 @@ async def test_pending_paid_signup_grants_no_role(stripe_api):
     assert response.json()["state"] == "pending_payment"
     customer = {"Authorization": f"Bearer {await stripe_api.token(email)}"}
 
-    applied = await stripe_api.admin("POST", "/v1/admin/apply", json=tenant_manifest(tenant, "adminmade@example.com"))
     view = await stripe_api.http.get(f"/v1/tenants/{tenant}", headers=customer)
     branding = await stripe_api.http.patch(
         f"/v1/tenants/{tenant}/branding", json={"productName": "not yours"}, headers=customer
     )
 
-    assert applied.json()["action"] == "created"
     assert view.status_code == 404
     assert branding.status_code == 404
+
+
+async def test_admin_apply_waits_for_pending_paid_signup(stripe_api):
+    response, tenant, _ = await stripe_api.signup(plan="pro")
+    assert response.json()["state"] == "pending_payment"
+
+    applied = await stripe_api.admin("POST", "/v1/admin/apply", json=tenant_manifest(tenant, "adminmade@example.com"))
+
+    assert applied.status_code == 409
+    assert applied.json()["error"]["code"] == "name_pending_payment"
+    assert tenant not in [item.name for item in await stripe_api.context.store.list_tenants()]
+
+
+async def test_unconfirmed_email_gets_no_owner_role(api):
+    tenant = unique_name()
+    squatter_email = f"{unique_name()}@example.com"
+    applied = await api.admin("POST", "/v1/admin/apply", json=tenant_manifest(tenant, squatter_email))
+    response, _, _ = await api.signup(email=squatter_email)
+    squatter = {"Authorization": f"Bearer {await api.token(squatter_email)}"}
+
+    await sync_teams(api.context)
+    before = await api.http.get(f"/v1/tenants/{tenant}", headers=squatter)
+    await confirm_email(api, squatter_email)
+    await sync_teams(api.context)
+    after = await api.http.get(f"/v1/tenants/{tenant}", headers=squatter)
+
+    assert applied.status_code == 200
+    assert response.status_code == 201
+    assert before.status_code == 404
+    assert after.json()["role"] == "owner"
+
+
+async def test_signup_records_tenant_uid(api):
+    response, tenant, _ = await api.signup()
+
+    async with api.context.sessions() as session:
+        binding = await session.get(TenantBinding, tenant)
+
+    assert response.status_code == 201
+    assert binding.uid == (await api.context.store.get_tenant(tenant)).metadata.uid

@@ -414,8 +414,8 @@ async def test_paid_signup_never_takes_admin_tenant(stripe_api):
     tenant = await paid_signup(stripe_api)
     manifest = {"apiVersion": "livery.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": tenant},
                 "spec": {"displayName": "Admin Made", "plan": "free", "owner": {"email": "other@example.com"}}}
-    applied = await stripe_api.admin("POST", "/v1/admin/apply", json=manifest)
-    assert applied.status_code == 200
+    # Created outside the control API (kubectl), which cannot see the pending signup.
+    await stripe_api.context.store.apply_tenant(tenant, manifest["spec"], "kubectl")
     completed = checkout_completed(tenant, f"cus_{uuid.uuid4().hex[:14]}", f"sub_{uuid.uuid4().hex[:14]}")
 
     response = await post_event(stripe_api, stripe_event("checkout.session.completed", completed, int(time.time())))

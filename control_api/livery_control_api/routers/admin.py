@@ -20,7 +20,7 @@ from ..quota import latest_usage, limits_for, usage_excess, write_plan
 from ..schemas import AdminApplyResponse, AdminTenantView, EventView, LoginLinkResponse, PlanChangeRequest
 from ..billing.retire import retire_billing
 from ..billing.suspension_reasons import record_admin_suspension
-from ..tables import AuditEntry
+from ..tables import AuditEntry, Signup
 from ..team_sync import sync_tenant_team
 from ..tenant_access import apply_spec, issue_login_link, load_plan, load_tenant
 from .team import remove_tenant
@@ -68,6 +68,16 @@ async def apply_manifest(
         before = await context.store.get_tenant(resource.name)
     except StoreNotFound:
         before = None
+    if before is None:
+        pending = await session.get(Signup, resource.name)
+        if pending is not None and pending.state == "pending_payment":
+            # The payment would otherwise complete into this admin's Tenant, or into nothing.
+            raise Conflict(
+                f"tenant name {resource.name!r} is held by a paid signup waiting for payment since "
+                f"{pending.created_at:%Y-%m-%d %H:%M} UTC; it is released when its Stripe Checkout expires "
+                "(24 hours by default). Wait, or pick another name",
+                field="metadata.name", code="name_pending_payment",
+            )
     spec = manifest.get("spec") or {}
     await check_domains_available(context, session, resource.name, list(resource.spec.domains or []))
     try:
