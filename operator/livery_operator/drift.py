@@ -20,6 +20,13 @@ Labels and annotations follow these rules:
   miss the pods. Its pod template annotations must too, apart from
   `kubectl.kubernetes.io/restartedAt`, which `kubectl rollout restart` sets.
 - The Service's `spec.selector` must equal the built one.
+- Each pod volume must have the built source, compared by name: swapping
+  the `tmp` emptyDir for `hostPath: /` under the same name puts the built
+  volume back.
+- The ResourceQuota's and the LimitRange's `spec` must have the built keys at
+  every depth. A key added to `spec.hard` or a `scopes` list is removed.
+  Their values are left to the apply that follows, because the API server
+  rewrites quantities in canonical form.
 - A Secret's `data` must equal the built one, because every key becomes an
   environment variable of the app. This removes keys added to `tenant-redis`.
   The reconcile builds the `tenant-app` data from the live Secret, so edits
@@ -55,7 +62,15 @@ POD_SECURITY_FIELDS = (
     "ephemeralContainers",
 )
 # Pod spec lists compared by item name, because the API server adds defaults inside each item.
-POD_NAMED_LISTS = ("containers", "volumes")
+POD_NAMED_LISTS = ("containers",)
+# Fields the API server fills in inside a volume source when the request leaves them out
+# (Kubernetes core/v1 defaults: mode 0644 for configMap, secret, projected and downwardAPI).
+VOLUME_SOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "configMap": {"defaultMode": 0o644},
+    "secret": {"defaultMode": 0o644},
+    "projected": {"defaultMode": 0o644},
+    "downwardAPI": {"defaultMode": 0o644},
+}
 POD_SPEC = ("spec", "template", "spec")
 POD_METADATA = ("spec", "template", "metadata")
 # Prefixes of label and annotation keys that must match the built object on every kind.
@@ -77,6 +92,11 @@ EXACT_PATHS: dict[str, tuple[Path, ...]] = {
 RAW_PATHS: dict[str, tuple[Path, ...]] = {
     "NetworkPolicy": (("spec",),),
 }
+# Paths whose keys must match at every depth, by kind; `contains()` and the apply handle their values.
+KEY_PATHS: dict[str, tuple[Path, ...]] = {
+    "ResourceQuota": (("spec",),),
+    "LimitRange": (("spec",),),
+}
 
 
 def restore_operations(live: dict[str, Any], desired: dict[str, Any]) -> list[dict[str, Any]]:
@@ -87,10 +107,14 @@ def restore_operations(live: dict[str, Any], desired: dict[str, Any]) -> list[di
         operations.extend(_restore(_get(live, path), _get(desired, path), path, same=_same))
     for path in RAW_PATHS.get(kind, ()):
         operations.extend(_restore(_get(live, path), _get(desired, path), path, same=operator.eq))
+    for path in KEY_PATHS.get(kind, ()):
+        operations.extend(_restore(_get(live, path), _get(desired, path), path, same=_same_keys))
     if kind == "Deployment":
         for field in POD_NAMED_LISTS:
             path = POD_SPEC + (field,)
             operations.extend(_restore(_get(live, path), _get(desired, path), path, same=_same_names))
+        path = POD_SPEC + ("volumes",)
+        operations.extend(_restore(_get(live, path), _get(desired, path), path, same=_same_volumes))
         operations.extend(_restore_container_security(live, desired))
         operations.extend(_restore_pod_annotations(live, desired))
     return operations
@@ -166,6 +190,49 @@ def _same_names(live: Any, desired: Any) -> bool:
         return sorted(str(item.get("name")) for item in items or [] if isinstance(item, dict))
 
     return names(live) == names(desired)
+
+
+def _same_volumes(live: Any, desired: Any) -> bool:
+    """Tell whether both volume lists hold the same names, each with the same source kind and content."""
+    live_items = [item for item in live or [] if isinstance(item, dict)]
+    desired_by_name = {item.get("name"): item for item in desired or []}
+    if len(live_items) != len(desired_by_name):
+        return False
+    for volume in live_items:
+        expected = desired_by_name.get(volume.get("name"))
+        if expected is None or _volume_source(volume, expected) != _normalized(expected):
+            return False
+    return True
+
+
+def _volume_source(live: dict[str, Any], desired: dict[str, Any]) -> Any:
+    """Return the normalized live volume without the defaults the API server adds to fields the built one leaves out."""
+    volume = dict(live)
+    for kind, defaults in VOLUME_SOURCE_DEFAULTS.items():
+        source = volume.get(kind)
+        if not isinstance(source, dict):
+            continue
+        built = desired.get(kind) or {}
+        volume[kind] = {
+            key: value
+            for key, value in source.items()
+            if key in built or key not in defaults or value != defaults[key]
+        }
+    return _normalized(volume)
+
+
+def _same_keys(live: Any, desired: Any) -> bool:
+    return _key_tree(live) == _key_tree(desired)
+
+
+def _key_tree(value: Any) -> Any:
+    """Return the keys of `value` at every depth, with each leaf value replaced by None."""
+    normalized = _normalized(value)
+    if isinstance(normalized, dict):
+        return {key: _key_tree(item) for key, item in normalized.items()}
+    if isinstance(normalized, list):
+        return [_key_tree(item) for item in normalized]
+    return None
 
 
 def _normalized(value: Any) -> Any:

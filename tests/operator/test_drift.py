@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -33,6 +34,8 @@ def built_objects() -> list[dict]:
         builders.deployment(APP, SETTINGS),
         builders.network_policy("acme", SETTINGS),
         builders.ingress(route, SETTINGS),
+        builders.resource_quota(APP),
+        builders.limit_range(APP),
     ]
 
 
@@ -232,3 +235,89 @@ def test_added_secret_key_is_removed():
     operations = restore_operations(live, desired)
 
     assert operations == [{"op": "add", "path": "/data", "value": desired["data"]}]
+
+
+def volumes_restored(desired: dict) -> list[dict]:
+    return [{"op": "add", "path": "/spec/template/spec/volumes", "value": desired["spec"]["template"]["spec"]["volumes"]}]
+
+
+def test_swapped_volume_source_is_restored():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["template"]["spec"]["volumes"][1] = {"name": "tmp", "hostPath": {"path": "/"}}
+
+    assert restore_operations(live, desired) == volumes_restored(desired)
+
+
+def test_added_volume_source_is_restored():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["template"]["spec"]["volumes"][1]["hostPath"] = {"path": "/"}
+
+    assert restore_operations(live, desired) == volumes_restored(desired)
+
+
+def test_changed_volume_content_is_restored():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] = "other-config"
+
+    assert restore_operations(live, desired) == volumes_restored(desired)
+
+
+def test_widened_volume_mode_is_restored():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["template"]["spec"]["volumes"][0]["configMap"]["defaultMode"] = 0o777
+
+    assert restore_operations(live, desired) == volumes_restored(desired)
+
+
+def test_extra_volume_is_removed():
+    desired = builders.deployment(APP, SETTINGS)
+    live = copy.deepcopy(desired)
+    live["spec"]["template"]["spec"]["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+
+    assert restore_operations(live, desired) == volumes_restored(desired)
+
+
+def test_added_quota_key_is_removed():
+    desired = builders.resource_quota(APP)
+    live = copy.deepcopy(desired)
+    live["spec"]["hard"]["count/secrets"] = "0"
+
+    assert restore_operations(live, desired) == [{"op": "add", "path": "/spec", "value": desired["spec"]}]
+
+
+def test_added_quota_scope_is_removed():
+    desired = builders.resource_quota(APP)
+    live = copy.deepcopy(desired)
+    live["spec"]["scopes"] = ["BestEffort"]
+
+    assert restore_operations(live, desired) == [{"op": "add", "path": "/spec", "value": desired["spec"]}]
+
+
+def test_canonical_quota_quantity_is_not_drift():
+    desired = builders.resource_quota(dataclasses.replace(APP, memory="1.5Gi"))
+    live = copy.deepcopy(desired)
+    live["spec"]["hard"]["limits.memory"] = "3Gi"
+    live["spec"]["hard"]["requests.memory"] = "3072Mi"
+
+    assert restore_operations(live, desired) == []
+
+
+@pytest.mark.parametrize("field", ["min", "maxLimitRequestRatio"])
+def test_added_limit_range_key_is_removed(field):
+    desired = builders.limit_range(APP)
+    live = copy.deepcopy(desired)
+    live["spec"]["limits"][0][field] = {"cpu": "1m"}
+
+    assert restore_operations(live, desired) == [{"op": "add", "path": "/spec", "value": desired["spec"]}]
+
+
+def test_added_limit_range_item_is_removed():
+    desired = builders.limit_range(APP)
+    live = copy.deepcopy(desired)
+    live["spec"]["limits"].append({"type": "PersistentVolumeClaim", "max": {"storage": "1Ti"}})
+
+    assert restore_operations(live, desired) == [{"op": "add", "path": "/spec", "value": desired["spec"]}]

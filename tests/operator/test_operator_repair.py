@@ -16,7 +16,13 @@ from test_operator_e2e import create_ready_tenant, operator, provisioner_probe, 
 
 from livery import naming
 from livery.reconcile import SECRET_DATABASE_PASSWORD
-from livery_operator.builders import NETWORK_POLICY_NAME, POD_SECURITY_ENFORCE_LABEL, SECRET_CHECKSUM_ANNOTATION
+from livery_operator.builders import (
+    LIMIT_RANGE_NAME,
+    NETWORK_POLICY_NAME,
+    POD_SECURITY_ENFORCE_LABEL,
+    QUOTA_NAME,
+    SECRET_CHECKSUM_ANNOTATION,
+)
 
 DROP_BY_HAND = {
     "database": ("enterprise", "DROP DATABASE {} WITH (FORCE)", None),
@@ -75,6 +81,21 @@ HAND_EDITS = {
         {"metadata": {"annotations": {"livery.dev/suspended": "true"}}},
         lambda obj: "livery.dev/suspended" not in (obj["metadata"].get("annotations") or {}),
     ),
+    "volume-source": (
+        "deployments",
+        naming.APP_NAME,
+        {"spec": {"template": {"spec": {"volumes": [
+            {"name": "config", "configMap": {"name": naming.APP_CONFIG_NAME}},
+            {"name": "tmp", "hostPath": {"path": "/"}},
+        ]}}}},
+        lambda obj: all("hostPath" not in volume for volume in obj["spec"]["template"]["spec"]["volumes"]),
+    ),
+    "quota-key": (
+        "resourcequotas",
+        QUOTA_NAME,
+        {"spec": {"hard": {"count/secrets": "0"}}},
+        lambda obj: "count/secrets" not in obj["spec"]["hard"],
+    ),
     "ingress-snippet": (
         "ingresses",
         naming.APP_NAME,
@@ -95,6 +116,23 @@ def test_added_field_is_removed(edit, kube, operator):
     assert not restored(edited)
 
     wait_for(lambda: restored(kube.get(resource, object_name, namespace)), timeout=30, message=f"{edit} undone")
+
+
+def test_added_limit_range_key_is_removed(kube, operator):
+    name = unique_name("limits")
+    create_ready_tenant(kube, name, "pro")
+    namespace = naming.namespace_name(name)
+    (item,) = kube.get("limitranges", LIMIT_RANGE_NAME, namespace)["spec"]["limits"]
+
+    # A merge patch replaces the whole list, so the edit keeps every built field and adds `min`.
+    edited = kube.patch("limitranges", LIMIT_RANGE_NAME, {"spec": {"limits": [{**item, "min": {"cpu": "1m"}}]}}, namespace=namespace)
+    assert "min" in edited["spec"]["limits"][0]
+
+    def restored() -> bool:
+        limits = kube.get("limitranges", LIMIT_RANGE_NAME, namespace)["spec"]["limits"]
+        return limits == [item]
+
+    wait_for(restored, timeout=30, message="LimitRange min removed")
 
 
 def test_namespace_security_label_is_reset(kube, operator):
