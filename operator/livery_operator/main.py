@@ -142,7 +142,10 @@ def run(settings: OperatorSettings, *, kubeconfig: str | None = None) -> None:
     """Run the operator in the foreground (the `livery operator` command)."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parts = build_operator(settings, kubeconfig=kubeconfig)
-    serve_metrics(settings.metrics_host, settings.metrics_port)
+    try:
+        serve_metrics(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:
+        raise OperatorConfigError(exc.strerror) from None
     logger.info("operator starting; metrics on port %s", settings.metrics_port or "(disabled)")
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
     asyncio.run(run_operator(parts, liveness_endpoint=liveness))

@@ -56,5 +56,9 @@ class MetricsObserver:
 
 def serve_metrics(host: str, port: int) -> None:
     """Serve `/metrics` from a background thread; port 0 disables it."""
-    if port:
+    if not port:
+        return
+    try:
         start_http_server(port, addr=host)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot serve /metrics on {host}:{port}: {exc.strerror}; set LIVERY_METRICS_PORT") from None

@@ -39,3 +39,18 @@ def test_phase_gauge_moves_tenant_between_phases():
     assert observer.phases == {"gauge-probe": "Ready"}
     observer.set_phase("gauge-probe", None)
     assert observer.phases == {}
+
+
+def test_taken_metrics_port_names_port():
+    import pytest
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(OSError) as raised:
+            serve_metrics("127.0.0.1", port)
+
+    assert f"127.0.0.1:{port}" in str(raised.value)
+    assert "LIVERY_METRICS_PORT" in str(raised.value)
