@@ -57,6 +57,9 @@ class Caller:
     key_tenant: str | None = None
     admin_id: str | None = None  # digest prefix of the admin token used
     key_role: str | None = None
+    key_id: str | None = None
+    # The account recorded as the API key's creator; None for a key made with the admin token or from such a key.
+    key_created_by: str | None = None
 
     @property
     def actor(self) -> str:
@@ -102,7 +105,9 @@ async def identify_caller(request: Request, context: AppContext, session: AsyncS
         key = await session.scalar(select(ApiKey).where(ApiKey.secret_hash == token_digest(token)))
         if key is None or key.revoked_at is not None:
             return None
-        return Caller(kind="api_key", key_tenant=key.tenant, key_role=key.role)
+        return Caller(
+            kind="api_key", key_tenant=key.tenant, key_role=key.role, key_id=key.id, key_created_by=key.created_by
+        )
 
     claims = read_token(context.settings.jwt_secret.get_secret_value(), token, "access")
     if claims is None:

@@ -1,8 +1,11 @@
 """Revocation of the invitations and API keys that a member created in a tenant.
 
 Removing or demoting a member revokes both, so a removed admin keeps no way
-back in. Invitations and keys created with an API key or the admin token
-record no creator, so they are never revoked this way.
+back in. An invitation or key created with an API key records the account
+that created that key as its creator, so a chain of keys made from one
+member's key is revoked with that member. Invitations and keys created with
+the admin token, or with a key made with it, record no creator and are never
+revoked this way.
 """
 
 from __future__ import annotations
@@ -12,27 +15,51 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .audit import record_audit
 from .dependencies import Caller, utcnow
-from .errors import NotFound
+from .errors import NotFound, Unauthorized
 from .tables import ApiKey, Invitation, Membership
 
 
-async def lock_caller_membership(session: AsyncSession, caller: Caller, tenant: str) -> None:
-    """Hold a shared lock on the calling account's membership until the transaction ends.
+def grant_creator_id(caller: Caller) -> str | None:
+    """Return the account to record as the creator of an invitation or API key that `caller` creates.
 
-    A removal or demotion of the caller then waits for this transaction, so an
-    invitation or key that the caller creates meanwhile is committed before the
-    removal looks for it, and is revoked with the rest. Raises NotFound when the
-    membership is already gone. API keys and the admin token have no membership.
+    That is the account itself, or for an API key the key's own recorded creator,
+    so every key in a chain made from one member's key records that member. The
+    admin token has none.
     """
-    if caller.kind != "account":
+    if caller.kind == "account":
+        return caller.account_id
+    if caller.kind == "api_key":
+        return caller.key_created_by
+    return None
+
+
+async def lock_caller_membership(session: AsyncSession, caller: Caller, tenant: str) -> None:
+    """Hold a shared lock on the membership of the caller's creator account until the transaction ends.
+
+    The creator account is the caller itself, or for an API key the account
+    that `grant_creator_id` returns. A removal or demotion of that account then
+    waits for this transaction, so an invitation or key that the caller creates
+    meanwhile is committed before the removal looks for it, and is revoked with
+    the rest. Raises NotFound when an account's membership is already gone, and
+    Unauthorized when the calling key was revoked while this request waited.
+    The admin token, and keys made with it, lock nothing.
+    """
+    creator_id = grant_creator_id(caller)
+    if creator_id is None:
         return
     membership = await session.scalar(
         select(Membership.role)
-        .where(Membership.account_id == caller.account_id, Membership.tenant == tenant)
+        .where(Membership.account_id == creator_id, Membership.tenant == tenant)
         .with_for_update(read=True)
     )
-    if membership is None:
-        raise NotFound(f"tenant {tenant!r} not found", field="name")
+    if caller.kind == "account":
+        if membership is None:
+            raise NotFound(f"tenant {tenant!r} not found", field="name")
+        return
+    # Read after the lock: a removal that held it has committed, and its revocation is visible now.
+    revoked_at = await session.scalar(select(ApiKey.revoked_at).where(ApiKey.id == caller.key_id))
+    if revoked_at is not None:
+        raise Unauthorized("the API key was revoked while this request ran")
 
 
 async def revoke_member_grants(session: AsyncSession, tenant: str, account_id: str, email: str, actor: str) -> None:

@@ -225,8 +225,10 @@ async def test_key_list_shows_creator(api):
 
     creators = {key["id"]: key["createdBy"] for key in keys}
     assert creators[admin_key["id"]] == admin_email
-    assert creators[created_with_key["id"]] is None
+    # A key made with a key records the account behind the creating key.
+    assert creators[created_with_key["id"]] == admin_email
     assert admin_key["createdBy"] == admin_email
+    assert created_with_key["createdBy"] == admin_email
 
 
 async def test_manual_key_revocation_is_audited(api):

@@ -33,7 +33,7 @@ from ..schemas import (
 from ..security import new_api_key, new_token, token_digest
 from ..billing.retire import retire_billing
 from ..tables import Account, ApiKey, Invitation, Membership, PendingDomain, Signup, TenantBilling
-from ..team import lock_caller_membership, revoke_member_grants
+from ..team import grant_creator_id, lock_caller_membership, revoke_member_grants
 from ..tenant_access import load_tenant
 
 router = APIRouter(prefix="/v1", tags=["team"])
@@ -71,17 +71,19 @@ async def invite_member(
     if member is not None:
         raise Conflict(f"{email} is already a member of tenant {name!r}", field="email")
     await lock_caller_membership(session, caller, name)
+    inviter_id = grant_creator_id(caller)
+    inviter_email = await _account_email(session, inviter_id)
     token = new_token()
     invitation = Invitation(
         id=str(uuid.uuid4()), tenant=name, email=email, role=body.role, token_hash=token_digest(token),
-        invited_by=caller.account_id, expires_at=utcnow() + timedelta(days=context.settings.invitation_days),
+        invited_by=inviter_id, expires_at=utcnow() + timedelta(days=context.settings.invitation_days),
     )
     session.add(invitation)
     await session.commit()
     link = f"{context.settings.public_url.rstrip('/')}/invitations/accept?token={token}"
     await context.mailer.send(email, f"You are invited to {name}", f"Open {link} to join tenant {name} as {body.role}.")
     return InvitationView(
-        id=invitation.id, email=email, role=body.role, expires_at=invitation.expires_at, invited_by=caller.email
+        id=invitation.id, email=email, role=body.role, expires_at=invitation.expires_at, invited_by=inviter_email
     )
 
 
@@ -192,6 +194,12 @@ async def change_member_role(
     return MemberView(email=email.lower(), role=body.role)
 
 
+async def _account_email(session: AsyncSession, account_id: str | None) -> str | None:
+    if account_id is None:
+        return None
+    return await session.scalar(select(Account.email).where(Account.id == account_id))
+
+
 async def _lock_membership(session: AsyncSession, tenant: str, email: str) -> Membership:
     """Return the membership of `email` in `tenant`, locked until the transaction ends, or raise NotFound."""
     membership = await session.scalar(
@@ -233,15 +241,17 @@ async def create_api_key(
     if not may_grant(role, body.role):
         raise Forbidden(f"role {role} may not create a key with role {body.role}", field="role")
     await lock_caller_membership(session, caller, name)
+    creator_id = grant_creator_id(caller)
+    creator_email = await _account_email(session, creator_id)
     secret = new_api_key()
     key = ApiKey(
         id=str(uuid.uuid4()), tenant=name, name=body.name, role=body.role, secret_hash=token_digest(secret),
-        created_by=caller.account_id,
+        created_by=creator_id,
     )
     session.add(key)
     await session.commit()
     return ApiKeyView(
-        id=key.id, name=key.name, role=key.role, created_at=key.created_at, created_by=caller.email, key=secret
+        id=key.id, name=key.name, role=key.role, created_at=key.created_at, created_by=creator_email, key=secret
     )
 
 
