@@ -26,6 +26,9 @@ SCHEMA_DATABASE = "livery_tenants"
 APP_SECRET_NAME = "tenant-app"
 APP_CONFIG_NAME = "tenant-config"
 APP_NAME = "tenant-app"
+# Namespace of the Events about Tenants. Tenants are cluster-scoped, and kopf and the operator
+# post such events to "default", so the control API reads them there only.
+TENANT_EVENT_NAMESPACE = "default"
 
 
 def namespace_name(tenant: str) -> str:

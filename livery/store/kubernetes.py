@@ -28,7 +28,7 @@ from ..models.base import API_GROUP, API_VERSION, GROUP_VERSION
 from ..models.errors import format_validation_error
 from ..models.plan import Plan
 from ..models.tenant import Tenant, TenantStatus, check_tenant_update
-from ..naming import APP_SECRET_NAME, namespace_name
+from ..naming import APP_SECRET_NAME, TENANT_EVENT_NAMESPACE, namespace_name
 from .base import AlreadyExists, Conflict, Event, Invalid, NotFound, ResourceStore, StoreError
 
 logger = logging.getLogger("livery.store.kubernetes")
@@ -244,7 +244,7 @@ class KubernetesStore(ResourceStore):
     async def tenant_events(self, name: str) -> list[Event]:
         selector = f"involvedObject.kind=Tenant,involvedObject.name={name}"
         try:
-            listing = await self._call(self._core.list_event_for_all_namespaces, field_selector=selector)
+            listing = await self._call(self._core.list_namespaced_event, TENANT_EVENT_NAMESPACE, field_selector=selector)
         except ApiException as exc:
             if exc.status == 404:
                 return []

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from livery.crds import all_crds, render_crd
+from livery.naming import TENANT_EVENT_NAMESPACE
 from livery.manifests import validate_data
 from livery.settings import load_settings
 from livery_operator.handlers import build_registry
@@ -170,6 +171,8 @@ def test_default_render_contains_every_component(default_rendering: Rendering) -
         ("Plan", "pro"),
         ("Pod", "livery-test-control-api"),
         ("PodDisruptionBudget", "livery-control-api"),
+        ("Role", "livery-control-api-events"),
+        ("RoleBinding", "livery-control-api-events"),
         ("Service", "livery-control-api"),
         ("Service", "livery-operator-metrics"),
         ("ServiceAccount", "livery-control-api"),
@@ -182,6 +185,8 @@ def test_namespaced_objects_go_to_release_namespace(rendering: Rendering) -> Non
     for obj in rendering.objects:
         if obj["kind"] in cluster_scoped:
             assert "namespace" not in obj["metadata"], f"{obj['kind']} {obj['metadata']['name']}"
+        elif obj["metadata"]["name"].endswith("-control-api-events"):
+            assert obj["metadata"]["namespace"] == TENANT_EVENT_NAMESPACE, f"{obj['kind']} {obj['metadata']['name']}"
         else:
             assert obj["metadata"].get("namespace") == RELEASE_NAMESPACE, f"{obj['kind']} {obj['metadata']['name']}"
 
@@ -400,9 +405,22 @@ def test_control_api_role_cannot_touch_workloads(default_rendering: Rendering) -
         ("livery.dev", "tenants"),
         ("livery.dev", "plans"),
         ("", "secrets"),
-        ("", "events"),
     }
     assert "watch" not in granted[("livery.dev", "tenants")]
+
+
+def test_control_api_lists_events_in_one_namespace(default_rendering: Rendering) -> None:
+    role = default_rendering.one("Role", "-control-api-events")
+    binding = default_rendering.one("RoleBinding", "-control-api-events")
+    account = default_rendering.one("ServiceAccount", "-control-api")
+
+    assert role["metadata"]["namespace"] == TENANT_EVENT_NAMESPACE
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}]
+    assert binding["metadata"]["namespace"] == TENANT_EVENT_NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": RELEASE_NAMESPACE}
+    ]
 
 
 def test_role_bindings_name_release_service_accounts(rendering: Rendering) -> None:
@@ -510,10 +528,76 @@ def test_required_credentials_are_not_optional(default_rendering: Rendering) -> 
     operator = environment(default_rendering.one("Deployment", "-operator"), "operator")
     control_api = environment(default_rendering.one("Deployment", "-control-api"), "control-api")
 
-    assert operator["LIVERY_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["optional"] is False
+    assert operator["LIVERY_TENANT_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["optional"] is False
     assert control_api["LIVERY_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["optional"] is False
     assert control_api["LIVERY_JWT_SECRET"]["valueFrom"]["secretKeyRef"]["optional"] is False
     assert control_api["LIVERY_STRIPE_API_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
+
+
+def test_operator_gets_no_control_credentials(default_rendering: Rendering) -> None:
+    operator = environment(default_rendering.one("Deployment", "-operator"), "operator")
+
+    assert "LIVERY_DATABASE_URL" not in operator
+    assert "LIVERY_REDIS_URL" not in operator
+    assert "AWS_ACCESS_KEY_ID" not in operator
+    assert "AWS_SECRET_ACCESS_KEY" not in operator
+
+
+def test_operator_gets_s3_keys_with_bucket(full_rendering: Rendering) -> None:
+    operator = environment(full_rendering.one("Deployment", "-operator"), "operator")
+
+    assert full_rendering.values["storage"]["s3"]["bucket"]
+    assert operator["LIVERY_S3_BUCKET"]["value"] == full_rendering.values["storage"]["s3"]["bucket"]
+    assert operator["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert operator["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert "LIVERY_DATABASE_URL" not in operator
+    assert "LIVERY_REDIS_URL" not in operator
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"secrets": {"tenantDatabaseUrl": {"key": ""}}}, "/secrets/tenantDatabaseUrl/key"),
+        ({"secrets": {"tenantDatabaseUrl": None}}, "tenantDatabaseUrl"),
+    ],
+    ids=["empty-key", "null"],
+)
+def test_missing_tenant_database_url_is_rejected(chart: helm.Chart, values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmValuesError) as raised:
+        chart.render(values, name="livery", namespace=RELEASE_NAMESPACE)
+
+    assert message in str(raised.value)
+
+
+def test_release_name_with_digit_is_rejected(chart: helm.Chart) -> None:
+    with pytest.raises(helm.HelmRenderError) as raised:
+        chart.render({}, name="1abc", namespace=RELEASE_NAMESPACE)
+
+    assert 'invalid release name "1abc"' in str(raised.value)
+    assert "fullnameOverride" in str(raised.value)
+
+
+def test_fullname_override_fixes_digit_release(chart: helm.Chart) -> None:
+    texts = chart.render({"fullnameOverride": "abc"}, name="1abc", namespace=RELEASE_NAMESPACE, is_install=True)
+    services = [
+        document
+        for path, text in texts.items()
+        if not path.endswith("NOTES.txt")
+        for document in yaml.safe_load_all(text)
+        if document and document["kind"] == "Service"
+    ]
+
+    assert services
+    for service in services:
+        assert re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", service["metadata"]["name"]), service["metadata"]["name"]
+
+
+@pytest.mark.parametrize("override", ["1abc", "-abc", "Abc", "a_b"])
+def test_schema_rejects_bad_fullname_override(chart: helm.Chart, override: str) -> None:
+    with pytest.raises(helm.HelmValuesError) as raised:
+        chart.render({"fullnameOverride": override}, name="livery", namespace=RELEASE_NAMESPACE)
+
+    assert "/fullnameOverride" in str(raised.value)
 
 
 def test_secret_references_follow_values(full_rendering: Rendering) -> None:

@@ -175,6 +175,24 @@ async def test_events_of_tenant_are_listed(kube_store, kube):
     assert events[0].reason == "Provisioned"
 
 
+async def test_events_outside_default_are_not_read(kube_store, kube):
+    name = unique_name()
+    await kube_store.apply_tenant(name, {"displayName": "Kube Corp", "plan": "free"}, CONTROL_API_FIELD_MANAGER)
+    for namespace in ("default", "kube-system"):
+        kube.create("events", {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{name}.{namespace}", "namespace": namespace},
+            "involvedObject": {"apiVersion": "livery.dev/v1alpha1", "kind": "Tenant", "name": name},
+            "reason": "Provisioned", "message": f"event in {namespace}", "type": "Normal", "count": 1,
+            "lastTimestamp": "2026-12-04T10:00:00Z",
+        }, namespace=namespace)
+
+    events = await kube_store.tenant_events(name)
+
+    # The chart lets the control API list Events in "default" only, where Tenant events are recorded.
+    assert [event.message for event in events] == ["event in default"]
+
+
 async def test_server_rejection_names_the_rule(kube_store, kube):
     name = unique_name()
     await kube_store.apply_tenant(name, {"displayName": "Kube Corp", "plan": "free", "isolation": "shared"}, CLI_FIELD_MANAGER)

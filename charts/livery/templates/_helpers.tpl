@@ -11,19 +11,26 @@ Names, labels and shared pod parts of the Livery chart.
 The prefix of every object name: fullnameOverride, or "<release>-<chart>",
 or only the release name when it already contains the chart name. Truncated
 to 40 characters so that suffixes such as "-control-api-tls" keep names
-within the 63-character DNS label limit.
+within the 63-character DNS label limit. Service names must be DNS-1035
+labels, which start with a letter, so a prefix starting with a digit fails
+the rendering.
 */}}
 {{- define "livery.fullname" -}}
+{{- $fullname := "" }}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- $fullname = .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- $fullname = .Release.Name | trunc 40 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- $fullname = printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
+{{- if not (regexMatch "^[a-z]" $fullname) }}
+{{- fail (printf "invalid release name %q: object names start with %q, but Service names must start with a letter (DNS-1035). Use a release name that starts with a letter, or set fullnameOverride" .Release.Name $fullname) }}
+{{- end }}
+{{- $fullname }}
 {{- end }}
 
 {{/* The chart label value: "<name>-<version>". */}}
@@ -134,6 +141,10 @@ An optional reference leaves the variable unset when the key is missing.
   value: {{ .Values.logLevel | quote }}
 - name: HOME
   value: /tmp
+{{- end }}
+
+{{/* The S3 bucket, endpoint, region and credentials. */}}
+{{- define "livery.s3Env" -}}
 {{- with .Values.storage.s3.bucket }}
 - name: LIVERY_S3_BUCKET
   value: {{ . | quote }}
@@ -146,8 +157,6 @@ An optional reference leaves the variable unset when the key is missing.
 - name: AWS_DEFAULT_REGION
   value: {{ . | quote }}
 {{- end }}
-{{ include "livery.secretEnv" (dict "context" . "env" "LIVERY_DATABASE_URL" "ref" .Values.secrets.databaseUrl "optional" false) }}
-{{ include "livery.secretEnv" (dict "context" . "env" "LIVERY_REDIS_URL" "ref" .Values.secrets.redisUrl "optional" true) }}
 {{ include "livery.secretEnv" (dict "context" . "env" "AWS_ACCESS_KEY_ID" "ref" .Values.secrets.s3AccessKeyId "optional" true) }}
 {{ include "livery.secretEnv" (dict "context" . "env" "AWS_SECRET_ACCESS_KEY" "ref" .Values.secrets.s3SecretAccessKey "optional" true) }}
 {{- end }}
