@@ -149,6 +149,12 @@ class TenantBilling(Base):
     suspended_by_billing: Mapped[bool] = mapped_column(Boolean, default=False)
     suspended_by_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     over_quota: Mapped[str | None] = mapped_column(Text)
+    # The Checkout Session a plan upgrade opened, until it completes or expires. While it is
+    # open, a second Checkout is rejected, because paying both would start two subscriptions.
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255))
+    checkout_plan: Mapped[str | None] = mapped_column(String(63))
+    checkout_url: Mapped[str | None] = mapped_column(Text)
+    checkout_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
 
 

@@ -270,8 +270,12 @@ class StripeServer:
             return JSONResponse({"error": {"type": "api_error", "message": "recorded failure"}}, status_code=500)
         session = copy.deepcopy(self.examples["checkout.session"])
         session_id = f"cs_test_{uuid.uuid4().hex}"
+        now = int(time.time())
         session.update(
             id=session_id,
+            created=now,
+            # Stripe's default: a session can be paid for 24 hours.
+            expires_at=now + 24 * 3600,
             url=f"https://checkout.stripe.com/c/pay/{session_id}",
             mode=form.get("mode"),
             client_reference_id=form.get("client_reference_id"),

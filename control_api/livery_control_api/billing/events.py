@@ -37,6 +37,7 @@ from ..dependencies import utcnow
 from ..quota import latest_usage, limits_for, usage_excess, write_plan
 from ..signup import complete_paid_signup
 from ..tables import Membership, ObjectWatermark, Signup, StripeEvent, TenantBilling
+from .open_checkout import forget_checkout, lock_billing_row
 from .retire import is_retired
 
 logger = logging.getLogger("livery.control_api.webhooks")
@@ -153,6 +154,8 @@ async def _checkout_completed(
     if checkout.get("payment_status") == "unpaid":
         # Delayed payment methods: the tenant is written on async_payment_succeeded.
         return "ignored"
+    # A paid session can no longer be paid, so it stops blocking a new Checkout.
+    await forget_checkout(session, checkout.get("id"))
     tenant = checkout.get("client_reference_id") or (checkout.get("metadata") or {}).get("tenant")
     if not tenant:
         return "unmapped"
@@ -184,7 +187,7 @@ async def _checkout_completed(
     # A Checkout for an upgrade of an existing tenant, or a repeat of its signup's Checkout.
     if not await _tenant_exists(context, tenant):
         return "unmapped"
-    billing = await _billing_row(session, tenant)
+    billing = await lock_billing_row(session, tenant)
     recorded_id = billing.subscription_id
     fetched: dict[str, Any] | None = None
     if recorded_id is not None and recorded_id != subscription_id:
@@ -194,6 +197,7 @@ async def _checkout_completed(
                 "ignored a Checkout of tenant %s: its subscription %s is inactive or older than the recorded %s",
                 tenant, subscription_id, recorded_id,
             )
+            await _cancel_unkept_subscription(context, session, tenant, subscription_id, fetched, recorded_id, checkout)
             return "ignored"
     contradicted = recorded_id == subscription_id and billing.subscription_status not in ACTIVE_STATUSES
     if fetched is None and (verdict == "same" or contradicted):
@@ -201,7 +205,12 @@ async def _checkout_completed(
         fetched = await context.billing.retrieve_subscription(subscription_id)
         if recorded_id not in (None, subscription_id) and fetched.get("status") not in ACTIVE_STATUSES:
             # Only an active subscription replaces the recorded one.
+            await _cancel_unkept_subscription(context, session, tenant, subscription_id, fetched, recorded_id, checkout)
             return "ignored"
+    if recorded_id not in (None, subscription_id) and billing.subscription_status not in ENDED_STATUSES:
+        # The Checkout's subscription replaces one that still bills the customer. Cancelled before
+        # the tenant is written, so a failure here leaves the tenant as it was.
+        await _cancel_unkept_subscription(context, session, tenant, recorded_id, None, subscription_id, checkout)
 
     billing.customer_id = customer_id or billing.customer_id
     plan_name = (checkout.get("metadata") or {}).get("plan")
@@ -219,6 +228,34 @@ async def _checkout_completed(
     if outcome == "applied":
         record_audit(session, ACTOR, "billing.checkout_completed", tenant, subscription=subscription_id, plan=plan_name)
     return outcome
+
+
+async def _cancel_unkept_subscription(
+    context: AppContext, session: AsyncSession, tenant: str, unkept_id: str, unkept: dict[str, Any] | None,
+    kept_id: str, checkout: dict[str, Any],
+) -> None:
+    """Cancel a live subscription of the tenant that a completed Checkout left beside the kept one.
+
+    Two Checkouts paid one after the other leave the customer with two
+    subscriptions, and only one of them is the tenant's. `unkept` is the
+    subscription as fetched from Stripe, or None when it was not fetched; an
+    ended one is left alone. A failed cancellation raises BillingError, so the
+    webhook returns 503, its transaction rolls back, and Stripe retries it.
+    """
+    if unkept is not None and unkept.get("status") in ENDED_STATUSES:
+        return
+    cancelled = await context.billing.cancel_subscription(unkept_id)
+    if not cancelled:
+        return
+    # NOTE: the API does not refund the cancelled subscription's paid invoices, so refund them in the Stripe Dashboard.
+    logger.warning(
+        "cancelled subscription %s of tenant %s: Checkout Session %s left it beside subscription %s, which the tenant keeps",
+        unkept_id, tenant, checkout.get("id"), kept_id,
+    )
+    record_audit(
+        session, ACTOR, "billing.duplicate_subscription_cancelled", tenant,
+        subscription=unkept_id, kept_subscription=kept_id, checkout_session=checkout.get("id"),
+    )
 
 
 async def _replaces_recorded_subscription(
@@ -249,12 +286,16 @@ async def _replaces_recorded_subscription(
 
 
 async def _checkout_expired(session: AsyncSession, checkout: dict[str, Any]) -> str:
-    """Release the tenant name of a signup whose Checkout expired unpaid, so abandoned payments do not keep names taken."""
+    """Release what a Checkout that expired unpaid held: a tenant's open upgrade, or a signup's tenant name.
+
+    So abandoned payments neither block a new Checkout nor keep names taken.
+    """
+    upgrade_closed = await forget_checkout(session, checkout.get("id"))
     signup = await session.scalar(
         select(Signup).where(Signup.checkout_session_id == checkout.get("id")).with_for_update()
     )
     if signup is None or signup.state != "pending_payment":
-        return "ignored"
+        return "applied" if upgrade_closed else "ignored"
     await session.execute(delete(Membership).where(Membership.tenant == signup.tenant))
     await session.delete(signup)
     # The account stays: the customer may sign up again, or own other tenants.
@@ -319,7 +360,7 @@ async def _apply_subscription(
     if not await _tenant_exists(context, tenant):
         return "unmapped"
 
-    billing = await _billing_row(session, tenant)
+    billing = await lock_billing_row(session, tenant)
     previous = billing.subscription_status
     billing.subscription_id = subscription["id"]
     billing.customer_id = _id_of(subscription.get("customer")) or billing.customer_id
@@ -362,7 +403,7 @@ async def _invoice_settled(context: AppContext, session: AsyncSession, event: di
     verdict = await _advance_watermark(session, f"{subscription_id or customer_id}:payment", "payment", event)
     if verdict == "older":
         return "stale"
-    billing = await _billing_row(session, tenant)
+    billing = await lock_billing_row(session, tenant)
     if event["type"] == "invoice.paid":
         await _resume_after_payment(context, session, billing)
         record_audit(session, ACTOR, "billing.invoice_paid", tenant, invoice=invoice.get("id"))
@@ -430,7 +471,7 @@ async def suspend_expired_grace_periods(context: AppContext) -> list[str]:
 async def _apply_plan_from_stripe(context: AppContext, session: AsyncSession, tenant: str, plan: Plan) -> None:
     """Write the plan Stripe reports; a plan below current usage marks the tenant over quota and deletes nothing."""
     current = await context.store.get_tenant(tenant)
-    billing = await _billing_row(session, tenant)
+    billing = await lock_billing_row(session, tenant)
     excess = usage_excess(await latest_usage(session, tenant), limits_for(plan, current))
     over_quota = "; ".join(item.describe() for item in excess) or None
     if over_quota != billing.over_quota:
@@ -452,15 +493,6 @@ async def _tenant_for(session: AsyncSession, subscription: dict[str, Any], subsc
     if customer_id:
         return await session.scalar(select(TenantBilling.tenant).where(TenantBilling.customer_id == customer_id))
     return None
-
-
-async def _billing_row(session: AsyncSession, tenant: str) -> TenantBilling:
-    billing = await session.get(TenantBilling, tenant, with_for_update=True)
-    if billing is None:
-        await session.execute(insert(TenantBilling).values(tenant=tenant).on_conflict_do_nothing(index_elements=[TenantBilling.tenant]))
-        billing = await session.get(TenantBilling, tenant, with_for_update=True, populate_existing=True)
-    assert billing is not None
-    return billing
 
 
 async def _tenant_exists(context: AppContext, tenant: str) -> bool:

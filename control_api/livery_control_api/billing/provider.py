@@ -40,6 +40,8 @@ class SignatureInvalid(Exception):
 class CheckoutSession:
     id: str
     url: str
+    # Unix seconds after which the session can no longer be paid (Stripe's default is 24 hours).
+    expires_at: int | None = None
 
 
 class BillingProvider(abc.ABC):
@@ -69,8 +71,11 @@ class BillingProvider(abc.ABC):
         """Report usage; the provider counts each `identifier` once, so a retry never counts twice."""
 
     @abc.abstractmethod
-    async def cancel_subscription(self, subscription_id: str) -> None:
-        """Cancel a subscription at once; cancelling one that has ended already succeeds."""
+    async def cancel_subscription(self, subscription_id: str) -> bool:
+        """Cancel a subscription at once and return True, or False when it had ended already or does not exist.
+
+        Safe to repeat: cancelling a subscription that has ended succeeds.
+        """
 
     @abc.abstractmethod
     def construct_event(self, payload: bytes, signature_header: str | None) -> dict[str, Any]:
@@ -92,8 +97,8 @@ class NoBilling(BillingProvider):
     async def send_meter_event(self, **kwargs: Any) -> None:
         return None
 
-    async def cancel_subscription(self, subscription_id: str) -> None:
-        return None
+    async def cancel_subscription(self, subscription_id: str) -> bool:
+        return False
 
     def construct_event(self, payload: bytes, signature_header: str | None) -> dict[str, Any]:
         raise SignatureInvalid("billing is not configured, so no webhook is accepted")
@@ -149,7 +154,7 @@ class StripeBilling(BillingProvider):
             )
         except stripe.StripeError as exc:
             raise BillingError(f"Stripe Checkout Session for tenant {tenant} failed: {_stripe_reason(exc)}") from None
-        return CheckoutSession(id=session.id, url=session.url)
+        return CheckoutSession(id=session.id, url=session.url, expires_at=session.to_dict().get("expires_at"))
 
     async def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
         try:
@@ -179,15 +184,20 @@ class StripeBilling(BillingProvider):
         except stripe.StripeError as exc:
             raise BillingError(f"Stripe meter event {identifier} failed: {_stripe_reason(exc)}") from None
 
-    async def cancel_subscription(self, subscription_id: str) -> None:
+    async def cancel_subscription(self, subscription_id: str) -> bool:
         try:
             await self._client.v1.subscriptions.cancel_async(subscription_id)
         except stripe.InvalidRequestError as exc:
-            if exc.code == "resource_missing":
-                return
+            if exc.code == "resource_missing" or exc.http_status == 404:
+                return False
+            # Stripe may reject cancelling a subscription that has ended, so the status decides.
+            subscription = await self.retrieve_subscription(subscription_id)
+            if subscription.get("status") in ("canceled", "incomplete_expired"):
+                return False
             raise BillingError(f"cancelling Stripe subscription {subscription_id} failed: {_stripe_reason(exc)}") from None
         except stripe.StripeError as exc:
             raise BillingError(f"cancelling Stripe subscription {subscription_id} failed: {_stripe_reason(exc)}") from None
+        return True
 
     def construct_event(self, payload: bytes, signature_header: str | None) -> dict[str, Any]:
         if not signature_header:

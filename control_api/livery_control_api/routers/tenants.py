@@ -12,8 +12,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from livery.models.tenant import Branding
 
 from ..audit import record_audit
+from ..billing.open_checkout import has_open_checkout, lock_billing_row, remember_checkout
 from ..billing.provider import BillingError, BillingNotConfigured
-from ..dependencies import Context, CurrentCaller, DomainName, Session, TenantName, authorize
+from ..dependencies import Context, CurrentCaller, DomainName, Session, TenantName, authorize, utcnow
 from ..domains import list_domains, remove_domain, request_domain, verify_domain
 from ..errors import Conflict, InvalidInput, PaymentRequired, Unavailable
 from ..logos import MAX_LOGO_BYTES, store_logo
@@ -151,18 +152,30 @@ async def checkout(
             field="plan", code="over_quota",
         )
 
-    billing = await session.get(TenantBilling, name)
-    if billing is not None and billing.subscription_status in ("active", "trialing", "past_due"):
+    # Locked until the commit, Stripe call included, so two concurrent requests cannot both open a Checkout.
+    billing = await lock_billing_row(session, name)
+    if billing.subscription_status in ("active", "trialing", "past_due"):
         # A second Checkout would start a second subscription and bill the customer twice.
         raise Conflict(
             f"tenant {name!r} already has a subscription; change its plan in the billing portal",
             field="plan", code="subscription_exists",
         )
+    now = utcnow()
+    if has_open_checkout(billing, now):
+        if billing.checkout_plan == plan.name and billing.checkout_url:
+            # The same request again, for example from a second browser tab, gets the open session.
+            return UrlResponse(url=billing.checkout_url)
+        raise Conflict(
+            f"tenant {name!r} has an open Checkout for plan {billing.checkout_plan!r} until "
+            f"{billing.checkout_expires_at.isoformat(timespec='seconds')}; complete that payment, "
+            "or start a Checkout for another plan after it expires",
+            field="plan", code="checkout_open",
+        )
     base = context.settings.public_url.rstrip("/")
     try:
         session_info = await context.billing.create_checkout_session(
             tenant=name, plan=plan, email=tenant.spec.owner.email if tenant.spec.owner else "",
-            customer_id=billing.customer_id if billing else None,
+            customer_id=billing.customer_id,
             success_url=f"{base}/console/{name}?checkout=success", cancel_url=f"{base}/console/{name}",
             idempotency_key=f"upgrade-{name}-{plan.name}-{token_digest(tenant.metadata.resource_version or '')[:12]}",
         )
@@ -171,7 +184,8 @@ async def checkout(
     except BillingError as exc:
         raise Unavailable(f"payment could not be started: {exc}") from None
 
-    record_audit(session, caller.actor, "billing.checkout_started", name, plan=plan.name)
+    remember_checkout(billing, session_info, plan.name, now)
+    record_audit(session, caller.actor, "billing.checkout_started", name, plan=plan.name, checkout_session=session_info.id)
     await session.commit()
     return UrlResponse(url=session_info.url)
 
