@@ -7,6 +7,7 @@ namespace (the Namespace itself excepted) and carries `livery.naming.labels`.
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import json
 import re
@@ -24,6 +25,8 @@ from .settings import OperatorSettings
 CHECKSUM_ANNOTATION = "livery.dev/config-checksum"
 # SHA-256 of the tenant Secret's data: new credentials change the pod template, so the app rolls out.
 SECRET_CHECKSUM_ANNOTATION = "livery.dev/secret-checksum"
+# SHA-256 of LIVERY_TENANT_REDIS_URL, the value of the `tenant-redis` Secret: a new URL rolls the app out too.
+REDIS_CHECKSUM_ANNOTATION = "livery.dev/redis-checksum"
 SUSPENDED_ANNOTATION = "livery.dev/suspended"
 CERT_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
 # The app pod meets the "restricted" Pod Security Standard, so its namespace enforces it.
@@ -148,6 +151,9 @@ def deployment(spec: AppSpec, settings: OperatorSettings) -> dict[str, Any]:
     pod_annotations = {CHECKSUM_ANNOTATION: spec.config_checksum}
     if spec.secret_checksum:
         pod_annotations[SECRET_CHECKSUM_ANNOTATION] = spec.secret_checksum
+    if settings.tenant_redis_url is not None:
+        redis_url = settings.tenant_redis_url.get_secret_value().encode()
+        pod_annotations[REDIS_CHECKSUM_ANNOTATION] = hashlib.sha256(redis_url).hexdigest()
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -332,6 +332,17 @@ def test_redis_url_reaches_app_through_secret(app, redis_settings):
     assert "redis-pass-4821" not in repr(deployment)
 
 
+def test_redis_url_change_changes_pod_template(app, settings, redis_settings):
+    other = redis_settings.model_copy(update={"tenant_redis_url": SecretStr("redis://livery:new-pass-7312@10.0.0.9:6380/0")})
+    before = builders.deployment(app, redis_settings)["spec"]["template"]["metadata"]["annotations"]
+    after = builders.deployment(app, other)["spec"]["template"]["metadata"]["annotations"]
+    without = builders.deployment(app, settings)["spec"]["template"]["metadata"]["annotations"]
+
+    assert len(before[builders.REDIS_CHECKSUM_ANNOTATION]) == 64
+    assert after[builders.REDIS_CHECKSUM_ANNOTATION] != before[builders.REDIS_CHECKSUM_ANNOTATION]
+    assert builders.REDIS_CHECKSUM_ANNOTATION not in without
+
+
 def pod_environment(deployment: dict, secrets: dict[str, dict]) -> dict[str, str]:
     """Return the app container's environment as the kubelet builds it: envFrom in order, then env."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
