@@ -24,6 +24,9 @@ SHARED_DATABASE = "livery_shared"
 SHARED_APP_ROLE = "livery_shared_app"
 SCHEMA_DATABASE = "livery_tenants"
 APP_SECRET_NAME = "tenant-app"
+# The part of the app's credentials the control API needs (login key, usage token), kept apart
+# so that the control API may read it without being able to read database passwords.
+CONTROL_SECRET_NAME = "tenant-control"
 APP_CONFIG_NAME = "tenant-config"
 APP_NAME = "tenant-app"
 # Namespace of the Events about Tenants. Tenants are cluster-scoped, and kopf and the operator

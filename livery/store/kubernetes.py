@@ -28,7 +28,7 @@ from ..models.base import API_GROUP, API_VERSION, GROUP_VERSION
 from ..models.errors import format_validation_error
 from ..models.plan import Plan
 from ..models.tenant import Tenant, TenantStatus, check_tenant_update
-from ..naming import APP_SECRET_NAME, TENANT_EVENT_NAMESPACE, namespace_name
+from ..naming import CONTROL_SECRET_NAME, TENANT_EVENT_NAMESPACE, namespace_name
 from .base import AlreadyExists, Conflict, Event, Invalid, NotFound, ResourceStore, StoreError
 
 logger = logging.getLogger("livery.store.kubernetes")
@@ -269,7 +269,7 @@ class KubernetesStore(ResourceStore):
 
     async def read_tenant_secret(self, name: str) -> dict[str, str] | None:
         try:
-            secret = await self._call(self._core.read_namespaced_secret, APP_SECRET_NAME, namespace_name(name))
+            secret = await self._call(self._core.read_namespaced_secret, CONTROL_SECRET_NAME, namespace_name(name))
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from livery import naming
-from livery.drivers.base import AppSpec, RouteSpec
+from livery.drivers.base import SECRET_LOGIN_KEY, SECRET_USAGE_TOKEN, AppSpec, RouteSpec
 from livery.models.config import CONFIG_FILE_NAME
 
 from .settings import OperatorSettings
@@ -32,6 +32,7 @@ CERT_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
 # The app pod meets the "restricted" Pod Security Standard, so its namespace enforces it.
 POD_SECURITY_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 TENANT_UID_ANNOTATION = "livery.dev/tenant-uid"
+CONTROL_SECRET_KEYS = (SECRET_LOGIN_KEY, SECRET_USAGE_TOKEN)
 SERVICE_PORT = 80
 # ExternalName Service that a suspended tenant's Ingress routes to, an alias of the control API's Service.
 SUSPENSION_SERVICE_NAME = "tenant-suspended"
@@ -72,6 +73,15 @@ def secret(tenant: str, data: dict[str, str], uid: str | None = None) -> dict[st
     if uid:
         metadata["annotations"] = {TENANT_UID_ANNOTATION: uid}
     return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque", "data": encoded}
+
+
+def control_secret(tenant: str, data: dict[str, str], uid: str | None = None) -> dict[str, Any]:
+    """Build the Secret with the keys the control API reads: the login key and the usage token."""
+    subset = {key: data[key] for key in CONTROL_SECRET_KEYS if key in data}
+    obj = secret(tenant, subset, uid)
+    obj["metadata"]["name"] = naming.CONTROL_SECRET_NAME
+    obj["metadata"]["labels"] = naming.labels(tenant, "control")
+    return obj
 
 
 def owned_by(obj: dict[str, Any], tenant: str, uid: str | None, *, require_mark: bool = False) -> bool:

@@ -211,8 +211,13 @@ class KubernetesDriver(Driver):
         return builders.decode_secret(obj)
 
     async def ensure_secret(self, tenant: str, data: dict[str, str]) -> None:
+        """Write the app's Secret and, beside it, the control API's subset of its keys."""
         await self.ensure_namespace(tenant)
-        await self.ensure_object(builders.secret(tenant, data, self.tenant_uids.get(tenant)))
+        uid = self.tenant_uids.get(tenant)
+        await asyncio.gather(
+            self.ensure_object(builders.secret(tenant, data, uid)),
+            self.ensure_object(builders.control_secret(tenant, data, uid)),
+        )
 
     async def ensure_config(self, tenant: str, config: dict[str, Any]) -> None:
         await self.ensure_namespace(tenant)
@@ -290,6 +295,7 @@ class KubernetesDriver(Driver):
             for kind in TENANT_KINDS:
                 await self.client.delete(kind, names[kind], namespace)
             await self.client.delete("Service", builders.SUSPENSION_SERVICE_NAME, namespace)
+            await self.client.delete("Secret", naming.CONTROL_SECRET_NAME, namespace)
             await self.client.delete("Namespace", namespace)
         except KubeError as exc:
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from livery.crds import all_crds, render_crd
-from livery.naming import TENANT_EVENT_NAMESPACE
+from livery.naming import CONTROL_SECRET_NAME, TENANT_EVENT_NAMESPACE
 from livery.manifests import validate_data
 from livery.settings import load_settings
 from livery_operator.handlers import build_registry
@@ -390,11 +390,11 @@ def test_operator_role_covers_every_kind_the_operator_writes(default_rendering: 
         assert (api_group(kind), info.plural) in granted, f"the operator's kube client handles {kind}, the ClusterRole does not"
 
 
-def test_control_api_role_reads_only_tenant_app_secrets(default_rendering: Rendering) -> None:
+def test_control_api_role_reads_only_control_secrets(default_rendering: Rendering) -> None:
     role = default_rendering.one("ClusterRole", "-control-api")
     (secret_rule,) = [rule for rule in role["rules"] if "secrets" in rule["resources"]]
 
-    assert secret_rule["resourceNames"] == ["tenant-app"]
+    assert secret_rule["resourceNames"] == [CONTROL_SECRET_NAME]
     assert secret_rule["verbs"] == ["get"]
 
 

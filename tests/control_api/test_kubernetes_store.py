@@ -126,8 +126,11 @@ async def test_secret_is_decoded(kube_store, kube):
     namespace = f"tenant-{name}"
     kube.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     encoded = base64.b64encode(b"login-key").decode()
-    kube.create("secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tenant-app", "namespace": namespace},
+    kube.create("secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tenant-control", "namespace": namespace},
                             "data": {"LIVERY_LOGIN_KEY": encoded}}, namespace=namespace)
+    password = base64.b64encode(b"database-password").decode()
+    kube.create("secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tenant-app", "namespace": namespace},
+                            "data": {"LIVERY_LOGIN_KEY": encoded, "LIVERY_DATABASE_PASSWORD": password}}, namespace=namespace)
 
     secret = await kube_store.read_tenant_secret(name)
 

@@ -52,3 +52,15 @@ def test_planted_secret_is_not_trusted(kube, operator):
     assert secret_of(kube, name)["LIVERY_DATABASE_PASSWORD"] != "chosen-by-someone-else"
     assert secret["metadata"]["annotations"][TENANT_UID_ANNOTATION] == kube.get("tenants", name)["metadata"]["uid"]
     assert kube.get("namespaces", namespace)["metadata"]["annotations"][TENANT_UID_ANNOTATION] == kube.get("tenants", name)["metadata"]["uid"]
+
+
+def test_control_secret_holds_only_control_keys(kube, operator):
+    name = unique_name("control")
+    create_ready_tenant(kube, name, "pro")
+
+    app = secret_of(kube, name)
+    control = kube.get("secrets", naming.CONTROL_SECRET_NAME, naming.namespace_name(name))
+    decoded = {key: base64.b64decode(value).decode() for key, value in control["data"].items()}
+
+    assert decoded == {"LIVERY_LOGIN_KEY": app["LIVERY_LOGIN_KEY"], "LIVERY_USAGE_TOKEN": app["LIVERY_USAGE_TOKEN"]}
+    assert control["metadata"]["annotations"][TENANT_UID_ANNOTATION] == kube.get("tenants", name)["metadata"]["uid"]
