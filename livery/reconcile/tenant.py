@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -113,8 +114,11 @@ async def reconcile_tenant(
     status.hosts = split.served
     status.url = settings.tenant_url(hosts[0]) if hosts[0] in split.served else None
 
-    await _run_app_steps(tenant, resolved, database, split.served or hosts, settings, outcome, parts)
-    await _run_routing_step(tenant, split, settings.base_domain, outcome, parts)
+    # The Ingress names the app's Service, not its pods, so routing does not wait for the app.
+    await asyncio.gather(
+        _run_app_steps(tenant, resolved, database, split.served or hosts, settings, outcome, parts),
+        _run_routing_step(tenant, split, settings.base_domain, outcome, parts),
+    )
     return await _finish(outcome, status, None, parts.driver)
 
 
