@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from .. import naming
 from ..drivers.base import Driver
 from ..models.plan import Plan
+from ..models.config import TenantConfig
 from ..models.tenant import Condition, Tenant, TenantStatus
 from . import steps
 from .conditions import changed, make_condition, ordered
@@ -101,31 +102,48 @@ async def reconcile_tenant(
         return await _finish(outcome, status, "Failed", parts.driver)
     status.limits = resolved.limits
 
-    database = await _run_database_steps(tenant, resolved, outcome, parts)
-    if database is None:
+    credentials = await _run_secret_step(tenant, resolved, outcome, parts)
+    if credentials is None:
         return await _finish(outcome, status, None, parts.driver)
-    status.isolation = database.isolation
-    status.database = database.status
 
     hosts = naming.tenant_hosts(tenant, settings.base_domain)
     split = split_hosts(
         tenant, settings.base_domain, claimed_hosts or {}, custom_domains=resolved.features.custom_domains
     )
+    served = split.served or hosts
+    config = steps.build_config(tenant, resolved, credentials.isolation, served, settings)
+    # The config does not depend on the database, so it is written while the database is provisioned.
+    database, checksum = await asyncio.gather(
+        _run_database_step(tenant, credentials, outcome, parts), _run_config_step(config, outcome, parts)
+    )
+    if database is None:
+        return await _finish(outcome, status, None, parts.driver)
+    status.isolation = database.isolation
+    status.database = database.status
     status.hosts = split.served
     status.url = settings.tenant_url(hosts[0]) if hosts[0] in split.served else None
 
     # The Ingress names the app's Service, not its pods, so routing does not wait for the app.
     await asyncio.gather(
-        _run_app_steps(tenant, resolved, database, split.served or hosts, settings, outcome, parts),
+        _run_app_step(tenant, resolved, database, checksum, settings, outcome, parts),
         _run_routing_step(tenant, split, settings.base_domain, outcome, parts),
     )
     return await _finish(outcome, status, None, parts.driver)
 
 
-async def _run_database_steps(
+@dataclass
+class _Credentials:
+    """The tenant's secret and the isolation its data is in, with a rejected change of it."""
+
+    secret: dict[str, str]
+    isolation: str
+    rejection: IsolationChangeRejected | None = None
+
+
+async def _run_secret_step(
     tenant: Tenant, resolved: steps.ResolvedPlan, outcome: _Outcome, parts: Collaborators
-) -> steps.DatabaseResult | None:
-    """Ensure the secret and the database; return None when the app cannot run yet."""
+) -> _Credentials | None:
+    """Ensure the secret and settle the isolation in force; return None when nothing can go on."""
     try:
         with parts.timed("ensure_secret"):
             secret = await steps.ensure_secret(tenant, resolved.isolation, parts.driver, parts.provisioner)
@@ -133,46 +151,59 @@ async def _run_database_steps(
         outcome.fail(error)
         return None
 
-    isolation = resolved.isolation
-    rejection: IsolationChangeRejected | None = None
     try:
         steps.isolation_in_force(secret, resolved.isolation)
     except IsolationChangeRejected as error:
         # Keep serving the data where it is. A plan's isolation is the default for new tenants,
         # so only a mode the tenant asks for itself in spec.isolation is an error, whose
-        # condition names the value to set back.
+        # condition says how to undo the request.
         isolation = secret[steps.SECRET_ISOLATION]
-        if tenant.spec.isolation is not None:
-            rejection = error
+        return _Credentials(secret, isolation, error if tenant.spec.isolation is not None else None)
+    return _Credentials(secret, resolved.isolation)
 
+
+async def _run_database_step(
+    tenant: Tenant, credentials: _Credentials, outcome: _Outcome, parts: Collaborators
+) -> steps.DatabaseResult | None:
+    """Ensure the database; return None when the app cannot run yet."""
+    isolation = credentials.isolation
     try:
         with parts.timed("ensure_database"):
-            database = await steps.ensure_database(tenant, isolation, secret, parts.provisioner, parts.driver)
+            database = await steps.ensure_database(tenant, isolation, credentials.secret, parts.provisioner, parts.driver)
     except ReconcileError as error:
         outcome.fail(error)
         return None
 
-    if rejection is not None:
-        outcome.fail(rejection)
+    if credentials.rejection is not None:
+        outcome.fail(credentials.rejection)
     else:
         outcome.set("DatabaseReady", True, "Provisioned", f"{isolation} isolation is provisioned")
     return database
 
 
-async def _run_app_steps(
+async def _run_config_step(config: TenantConfig, outcome: _Outcome, parts: Collaborators) -> str | None:
+    """Write the tenant config; return its checksum, or None when the write failed."""
+    try:
+        with parts.timed("ensure_config"):
+            return await steps.ensure_config(config, parts.driver)
+    except ReconcileError as error:
+        outcome.fail(error)
+        return None
+
+
+async def _run_app_step(
     tenant: Tenant,
     resolved: steps.ResolvedPlan,
     database: steps.DatabaseResult,
-    hosts: list[str],
+    checksum: str | None,
     settings: ReconcileSettings,
     outcome: _Outcome,
     parts: Collaborators,
 ) -> None:
-    """Write the config and run the app; AppReady follows the available replicas."""
+    """Run the app; AppReady follows the available replicas. Without a written config it waits."""
+    if checksum is None:
+        return
     try:
-        with parts.timed("ensure_config"):
-            config = steps.build_config(tenant, resolved, database.isolation, hosts, settings)
-            checksum = await steps.ensure_config(config, parts.driver)
         with parts.timed("ensure_app"):
             state = await steps.ensure_app(tenant, resolved, database, checksum, settings, parts.driver)
     except ReconcileError as error:
