@@ -83,8 +83,9 @@ async def ensure_secret(
     if recorded:
         # An edited mode in the secret must not move the data: the status records where it is.
         data[SECRET_ISOLATION] = recorded
-    if data != existing:
-        await _driver_call(driver.ensure_secret(tenant.name, data), "SecretFailed", "DatabaseReady")
+    # Written even when unchanged: the driver compares what is stored, and so repairs the
+    # Secrets (and their copies, such as the control API's) when they were edited or deleted.
+    await _driver_call(driver.ensure_secret(tenant.name, data), "SecretFailed", "DatabaseReady")
     return data
 
 

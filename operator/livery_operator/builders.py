@@ -87,19 +87,22 @@ def control_secret(tenant: str, data: dict[str, str], uid: str | None = None) ->
 def owned_by(obj: dict[str, Any], tenant: str, uid: str | None, *, require_mark: bool = False) -> bool:
     """Return whether the operator made `obj` for the Tenant `tenant` with `uid`.
 
-    The object needs Livery's labels for `tenant`. With `uid` known, an object marked
-    with another Tenant's uid (an earlier Tenant of the same name) is not owned. One
-    without the mark is owned unless `require_mark`; the operator adds the mark on
-    its next write.
+    An object marked with `uid` is owned. Otherwise it needs Livery's labels for
+    `tenant`; with `uid` known, an object marked with another Tenant's uid (an earlier
+    Tenant of the same name) is not owned, and one without the mark is owned unless
+    `require_mark`. The operator adds the mark on its next write.
     """
     metadata = obj.get("metadata") or {}
+    marked = (metadata.get("annotations") or {}).get(TENANT_UID_ANNOTATION)
+    if uid is not None and marked == uid:
+        # The mark is the stronger proof: labels edited by hand are put back by the drift repair.
+        return True
     labels = metadata.get("labels") or {}
     if labels.get(naming.MANAGED_BY_LABEL) != naming.MANAGED_BY or labels.get(naming.TENANT_LABEL) != tenant:
         return False
-    marked = (metadata.get("annotations") or {}).get(TENANT_UID_ANNOTATION)
     if uid is None:
         return True
-    return marked == uid or (marked is None and not require_mark)
+    return marked is None and not require_mark
 
 
 def redis_secret(tenant: str, settings: OperatorSettings) -> dict[str, Any] | None:

@@ -57,6 +57,11 @@ class KubernetesDriver(Driver):
         self.settings = settings
         # Tenant uids, so events link to the Tenant in `kubectl describe`.
         self.tenant_uids: dict[str, str] = {}
+        # Tenants whose status records a provisioned isolation: their Secret was written by this
+        # Tenant, by this or an earlier Livery, even when it lacks the uid mark.
+        self.provisioned: set[str] = set()
+        # Tenants whose ignored Secret was already logged, so the warning is not repeated every reconcile.
+        self._ignored_secrets: set[str] = set()
         # (spec.replicas, status.availableReplicas) of each tenant's Deployment as last applied
         # or read, so watch events caused by the operator's own writes can be skipped.
         self.observed_apps: dict[str, tuple[int, int]] = {}
@@ -203,11 +208,16 @@ class KubernetesDriver(Driver):
             self._secret_missing.add(tenant)
             return None
         self._secret_missing.discard(tenant)
-        if not builders.owned_by(obj, tenant, self.tenant_uids.get(tenant), require_mark=True):
-            # Credentials this Tenant did not generate (planted, or left by an earlier Tenant of
-            # the name) are never trusted; the reconcile then treats the tenant as new.
-            logger.warning("tenant %s: ignoring a Secret %s that this Tenant did not write", tenant, naming.APP_SECRET_NAME)
+        # A new Tenant trusts only credentials marked with its uid, so planted ones or those left by
+        # an earlier Tenant of the name are ignored and it is treated as new. A provisioned one
+        # also keeps an unmarked Secret (written before the mark existed); the next write marks it.
+        require_mark = tenant not in self.provisioned
+        if not builders.owned_by(obj, tenant, self.tenant_uids.get(tenant), require_mark=require_mark):
+            if tenant not in self._ignored_secrets:
+                self._ignored_secrets.add(tenant)
+                logger.warning("tenant %s: ignoring a Secret %s that this Tenant did not write", tenant, naming.APP_SECRET_NAME)
             return None
+        self._ignored_secrets.discard(tenant)
         return builders.decode_secret(obj)
 
     async def ensure_secret(self, tenant: str, data: dict[str, str]) -> None:
@@ -303,6 +313,8 @@ class KubernetesDriver(Driver):
 
     def _forget_tenant(self, tenant: str, namespace: str) -> None:
         self.tenant_uids.pop(tenant, None)
+        self.provisioned.discard(tenant)
+        self._ignored_secrets.discard(tenant)
         self.observed_apps.pop(tenant, None)
         self._namespaces_checked.pop(tenant, None)
         self._new_namespaces.pop(namespace, None)

@@ -206,3 +206,5 @@ class TenantReconciler:
     def _remember_uid(self, tenant: Tenant) -> None:
         if tenant.metadata.uid:
             self.driver.tenant_uids[tenant.name] = tenant.metadata.uid
+        if tenant.status is not None and tenant.status.isolation:
+            self.driver.provisioned.add(tenant.name)

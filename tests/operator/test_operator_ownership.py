@@ -64,3 +64,46 @@ def test_control_secret_holds_only_control_keys(kube, operator):
 
     assert decoded == {"LIVERY_LOGIN_KEY": app["LIVERY_LOGIN_KEY"], "LIVERY_USAGE_TOKEN": app["LIVERY_USAGE_TOKEN"]}
     assert control["metadata"]["annotations"][TENANT_UID_ANNOTATION] == kube.get("tenants", name)["metadata"]["uid"]
+
+
+def test_unmarked_secret_of_provisioned_tenant_kept(kube, operator):
+    name = unique_name("upgrade")
+    create_ready_tenant(kube, name, "pro")
+    namespace = naming.namespace_name(name)
+    before = secret_of(kube, name)
+
+    # As a Secret written by a Livery that did not mark Secrets yet.
+    kube.patch("secrets", naming.APP_SECRET_NAME, {"metadata": {"annotations": {TENANT_UID_ANNOTATION: None}}}, namespace)
+    uid = kube.get("tenants", name)["metadata"]["uid"]
+    wait_for(
+        lambda: (kube.get("secrets", naming.APP_SECRET_NAME, namespace)["metadata"].get("annotations") or {}).get(TENANT_UID_ANNOTATION) == uid,
+        timeout=60, message="Secret marked again",
+    )
+
+    assert secret_of(kube, name) == before
+
+
+def test_deleted_control_secret_restored(kube, operator):
+    name = unique_name("ctlsec")
+    create_ready_tenant(kube, name, "pro")
+    namespace = naming.namespace_name(name)
+
+    kube.delete("secrets", naming.CONTROL_SECRET_NAME, namespace)
+
+    restored = wait_for(lambda: kube.get("secrets", naming.CONTROL_SECRET_NAME, namespace), timeout=60, message="tenant-control back")
+    login_key = base64.b64decode(restored["data"]["LIVERY_LOGIN_KEY"]).decode()
+    assert login_key == secret_of(kube, name)["LIVERY_LOGIN_KEY"]
+
+
+def test_edited_tenant_label_on_namespace_restored(kube, operator):
+    name = unique_name("relabel")
+    create_ready_tenant(kube, name, "pro")
+    namespace = naming.namespace_name(name)
+
+    kube.patch("namespaces", namespace, {"metadata": {"labels": {naming.TENANT_LABEL: "someone-else"}}})
+
+    wait_for(
+        lambda: kube.get("namespaces", namespace)["metadata"]["labels"].get(naming.TENANT_LABEL) == name,
+        timeout=60, message="tenant label back",
+    )
+    assert condition(kube, name, "DatabaseReady").get("reason") != "NamespaceNotOwned"
