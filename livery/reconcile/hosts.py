@@ -10,8 +10,10 @@ tenant can take. A custom domain from spec.domains is served only when:
   tenant. Among tenants that do not serve it yet, the oldest creationTimestamp wins,
   then the smallest name.
 
-The operator (through a kopf index) and the embedded runtime (from its store) both
-build the claims with `host_claims` and pick the holders with `assign_hosts`.
+The operator (from its directory of Tenants and Plans) and the embedded runtime (from its
+store) both build the claims with `host_claims` and pick the holders with `assign_hosts`. A
+tenant whose plan lacks the customDomains feature claims only its primary host, so a domain
+it lists but may not serve stays free for a tenant that may.
 """
 
 from __future__ import annotations
@@ -55,11 +57,12 @@ def host_claims(
     return claims
 
 
-def tenant_host_claims(tenant: Tenant, base_domain: str) -> dict[str, HostClaim]:
-    """Return `host_claims` of a Tenant model."""
+def tenant_host_claims(tenant: Tenant, base_domain: str, *, custom_domains: bool = True) -> dict[str, HostClaim]:
+    """Return `host_claims` of a Tenant model; without `custom_domains` (its plan lacks them) only the primary host."""
     served = (tenant.status.hosts if tenant.status is not None else None) or []
     created = tenant.metadata.creation_timestamp or ""
-    return host_claims(tenant.name, str(created), tenant.spec.domains or [], served, base_domain)
+    domains = (tenant.spec.domains or []) if custom_domains else []
+    return host_claims(tenant.name, str(created), domains, served, base_domain)
 
 
 def assign_hosts(claims: Mapping[str, Iterable[HostClaim]]) -> dict[str, str]:

@@ -19,7 +19,7 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from livery.reconcile.hosts import HostClaim, host_claims
+from livery.reconcile.hosts import PRIMARY, HostClaim, host_claims
 
 
 class TenantDirectory:
@@ -76,13 +76,25 @@ class TenantDirectory:
         return sorted(name for name, plan_name in self._plan_of.items() if plan_name == plan)
 
     def holders(self, hosts: Iterable[str]) -> dict[str, str]:
-        """Return host -> the tenant whose claim on it wins, for `hosts` that anyone claims."""
+        """Return host -> the tenant whose claim on it wins, for `hosts` that anyone claims.
+
+        A custom domain claimed by a tenant whose plan lacks the customDomains feature (or
+        is missing) does not count, so the domain stays free for a tenant that may serve it.
+        """
         holders = {}
         for host in hosts:
-            claims = self._claims_by_host.get(host)
+            claims = [
+                claim for claim in (self._claims_by_host.get(host) or {}).values()
+                if claim[0] == PRIMARY or self._may_serve_custom_domains(claim[2])
+            ]
             if claims:
-                holders[host] = min(claims.values())[2]
+                holders[host] = min(claims)[2]
         return holders
+
+    def _may_serve_custom_domains(self, tenant: str) -> bool:
+        plan = self._plans.get(self._plan_of.get(tenant, ""))
+        features = ((plan or {}).get("spec") or {}).get("features") or {}
+        return bool(features.get("customDomains"))
 
     # Plans.
 

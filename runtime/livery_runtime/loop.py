@@ -38,11 +38,18 @@ ERROR_RETRY_SECONDS = 5.0
 LISTEN_TIMEOUT_SECONDS = 30.0
 
 
-def claimed_hosts(tenants: list[Tenant], base_domain: str) -> dict[str, str]:
-    """Map every host to the tenant that holds it, by the rules of `livery.reconcile.hosts`."""
+def claimed_hosts(
+    tenants: list[Tenant], base_domain: str, custom_domain_plans: set[str] | None = None
+) -> dict[str, str]:
+    """Map every host to the tenant that holds it, by the rules of `livery.reconcile.hosts`.
+
+    With `custom_domain_plans`, the names of the plans with the customDomains feature, a
+    tenant on another plan claims only its primary host.
+    """
     claims: dict[str, list[HostClaim]] = {}
     for tenant in tenants:
-        for host, claim in tenant_host_claims(tenant, base_domain).items():
+        allowed = custom_domain_plans is None or tenant.spec.plan in custom_domain_plans
+        for host, claim in tenant_host_claims(tenant, base_domain, custom_domains=allowed).items():
             claims.setdefault(host, []).append(claim)
     return assign_hosts(claims)
 
@@ -187,7 +194,8 @@ class ReconcileLoop:
         except NotFound:
             return None
         tenants = await self.store.list_tenants()
-        claims = claimed_hosts(tenants, self.settings.base_domain)
+        custom_domain_plans = {plan.name for plan in await self.store.list_plans() if plan.spec.features.custom_domains}
+        claims = claimed_hosts(tenants, self.settings.base_domain, custom_domain_plans)
         self.driver.routes.set_claims(claims)
         plan = await self._plan(tenant.spec.plan)
 
@@ -198,7 +206,9 @@ class ReconcileLoop:
             if result.finished:
                 await self.store.remove_tenant(name)
                 self.driver.routes.set_claims(
-                    claimed_hosts([other for other in tenants if other.name != name], self.settings.base_domain)
+                    claimed_hosts(
+                        [other for other in tenants if other.name != name], self.settings.base_domain, custom_domain_plans
+                    )
                 )
                 logger.info("tenant %s: removed", name)
                 return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from operator_support import tenant_manifest
+from operator_support import load_plan, tenant_manifest
 from pydantic import ValidationError
 
 from livery_operator.directory import TenantDirectory
@@ -43,8 +43,16 @@ def test_minimal_tenant_defaults_to_retain():
     assert tenant.spec.deletion_policy == "Retain"
 
 
-def tenant_body(name: str, created: str, domains: list[str], served: list[str] | None = None) -> dict:
-    body = tenant_manifest(name, "pro", domains=domains)
+def directory_with_plans() -> TenantDirectory:
+    """A directory that knows the bundled plans: pro has the customDomains feature, free does not."""
+    directory = TenantDirectory("saas.test")
+    for plan in ("free", "pro"):
+        directory.add_plan(load_plan(plan).to_json())
+    return directory
+
+
+def tenant_body(name: str, created: str, domains: list[str], served: list[str] | None = None, plan: str = "pro") -> dict:
+    body = tenant_manifest(name, plan, domains=domains)
     body["metadata"]["creationTimestamp"] = created
     if served is not None:
         body["status"] = {"hosts": served}
@@ -52,7 +60,7 @@ def tenant_body(name: str, created: str, domains: list[str], served: list[str] |
 
 
 def test_first_claim_by_creation_time_wins():
-    directory = TenantDirectory("saas.test")
+    directory = directory_with_plans()
     directory.add_tenant(tenant_body("newer", "2026-02-01T00:00:00Z", ["shop.example.test", "own.example.test"]))
     directory.add_tenant(tenant_body("older", "2026-01-01T00:00:00Z", ["shop.example.test"]))
 
@@ -64,7 +72,7 @@ def test_first_claim_by_creation_time_wins():
 
 
 def test_served_claim_beats_older_claim():
-    directory = TenantDirectory("saas.test")
+    directory = directory_with_plans()
     directory.add_tenant(tenant_body("newer", "2026-02-01T00:00:00Z", ["shop.example.test"], served=["shop.example.test"]))
     directory.add_tenant(tenant_body("older", "2026-01-01T00:00:00Z", ["shop.example.test"]))
 
@@ -74,7 +82,7 @@ def test_served_claim_beats_older_claim():
 
 
 def test_directory_drops_claims_of_changed_and_removed_tenants():
-    directory = TenantDirectory("saas.test")
+    directory = directory_with_plans()
     directory.add_tenant(tenant_body("older", "2026-01-01T00:00:00Z", ["shop.example.test"]))
     directory.add_tenant(tenant_body("newer", "2026-02-01T00:00:00Z", ["shop.example.test"]))
 
@@ -85,3 +93,14 @@ def test_directory_drops_claims_of_changed_and_removed_tenants():
     assert directory.holders(["shop.example.test"]) == {}
     assert directory.tenant_names() == ["older"]
     assert directory.tenants_on_plan("pro") == ["older"]
+
+
+def test_claim_without_custom_domain_feature_ignored():
+    directory = directory_with_plans()
+    directory.add_tenant(tenant_body("older", "2026-01-01T00:00:00Z", ["shop.example.test"], plan="free"))
+    directory.add_tenant(tenant_body("newer", "2026-02-01T00:00:00Z", ["shop.example.test"]))
+
+    holders = directory.holders(["shop.example.test", "older.saas.test"])
+
+    assert holders["shop.example.test"] == "newer"
+    assert holders["older.saas.test"] == "older"

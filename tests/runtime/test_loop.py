@@ -218,3 +218,21 @@ async def test_primary_host_not_claimable_by_domain() -> None:
     claims = claimed_hosts([thief, victim], "localhost")
 
     assert claims["victim.localhost"] == "victim"
+
+
+async def test_claim_without_custom_domains_is_ignored() -> None:
+    def tenant(name: str, created: str, plan: str) -> Tenant:
+        return Tenant.model_validate(
+            {
+                "apiVersion": "livery.dev/v1alpha1",
+                "kind": "Tenant",
+                "metadata": {"name": name, "creationTimestamp": created},
+                "spec": {"displayName": name, "plan": plan, "domains": ["shop.example.com"]},
+            }
+        )
+
+    tenants = [tenant("zeta", "2026-01-01T00:00:00Z", "free"), tenant("alpha", "2026-02-01T00:00:00Z", "pro")]
+    claims = claimed_hosts(tenants, "localhost", {"pro"})
+
+    assert claims["shop.example.com"] == "alpha"
+    assert claims["zeta.localhost"] == "zeta"
