@@ -78,7 +78,9 @@ async def ensure_secret(
     recorded = tenant.status.isolation if tenant.status is not None else None
     in_force = recorded or isolation
     if not existing and not recorded and provisioner is not None:
-        await check_retained_data(tenant, provisioner)
+        # Adopted retained data stays in the mode it is in; a different requested mode is then
+        # rejected like any other change of mode, rather than provisioned empty beside it.
+        in_force = await check_retained_data(tenant, provisioner) or in_force
     data = completed_secret(existing, in_force)
     if recorded:
         # An edited mode in the secret must not move the data: the status records where it is.
@@ -89,16 +91,15 @@ async def ensure_secret(
     return data
 
 
-async def check_retained_data(tenant: Tenant, provisioner: Provisioner) -> None:
+async def check_retained_data(tenant: Tenant, provisioner: Provisioner) -> str | None:
     """Raise `RetainedDataExists` when database objects of the tenant's name exist, unless an admin opted in.
 
     A deleted Tenant with deletionPolicy Retain keeps its database, schema or rows and
     its role. A new Tenant of the same name would otherwise set a new password on that
-    role and hand the old data to its new owner.
+    role and hand the old data to its new owner. With the opt-in, return the mode the
+    retained data is in, or None when there is none.
     """
-    annotations = tenant.metadata.annotations or {}
-    if annotations.get(ADOPT_RETAINED_DATA_ANNOTATION) == "true":
-        return
+    adopt = (tenant.metadata.annotations or {}).get(ADOPT_RETAINED_DATA_ANNOTATION) == "true"
     try:
         # The three checks are independent reads, so they run concurrently.
         found = await asyncio.gather(*(provisioner.database_exists(tenant.name, mode) for mode in ISOLATION_MODES))
@@ -107,10 +108,13 @@ async def check_retained_data(tenant: Tenant, provisioner: Provisioner) -> None:
         raise ReconcileError(
             f"checking for retained data failed: {exc}", reason=_database_reason(exc), condition="DatabaseReady"
         ) from exc
-    if modes:
-        # The role exists in every mode, so shared mode is also found beside a schema or a database:
-        # the first mode found, the most specific, is the one the data is in.
-        raise RetainedDataExists(modes[:1])
+    if not modes:
+        return None
+    # The role exists in every mode, so shared mode is also found beside a schema or a database:
+    # the first mode found, the most specific, is the one the data is in.
+    if adopt:
+        return modes[0]
+    raise RetainedDataExists(modes[:1])
 
 
 def isolation_in_force(secret: dict[str, str], requested: str) -> str:

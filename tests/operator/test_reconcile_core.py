@@ -8,7 +8,7 @@ import pytest
 from livery.drivers.base import SECRET_DATABASE_URL
 from livery.reconcile import SECRET_DATABASE_PASSWORD, ReconcileSettings, finalize_tenant, reconcile_tenant
 from livery.database import DatabaseProvisioner
-from livery.reconcile.errors import ADOPT_RETAINED_DATA_ANNOTATION
+from livery.models.tenant import TenantStatus
 
 from operator_support import PLAN_OF_ISOLATION, Crash, MemoryDriver, unique_name
 
@@ -243,8 +243,8 @@ async def test_crash_after_any_call_converges(isolation, make_tenant, plans, pro
 
 async def test_logs_name_steps_but_no_secrets(make_tenant, plans, caplog):
     tenant = make_tenant(unique_name("logs"), "pro")
-    # Skips the check for retained data, which needs the server, so the secret is stored first.
-    tenant.metadata.annotations = {ADOPT_RETAINED_DATA_ANNOTATION: "true"}
+    # A recorded isolation skips the check for retained data, which needs the server, so the secret is stored first.
+    tenant.status = TenantStatus(isolation="schema")
     unreachable = DatabaseProvisioner("postgresql://admin:logsecretpw@127.0.0.1:1/postgres", connect_timeout=1)
     driver = MemoryDriver()
 

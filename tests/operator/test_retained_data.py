@@ -44,6 +44,32 @@ async def test_annotation_adopts_retained_data(make_tenant, plans, provisioner):
     assert result.status.condition("DatabaseReady").reason == "Provisioned"
 
 
+async def test_adopted_data_keeps_its_mode(make_tenant, plans, provisioner):
+    name = unique_name("adoptmode")
+    await run(make_tenant(name, "pro"), plans["pro"], MemoryDriver(), provisioner)
+    newcomer = make_tenant(name, "enterprise")
+    newcomer.metadata.annotations = {ADOPT_RETAINED_DATA_ANNOTATION: "true"}
+
+    result = await run(newcomer, plans["enterprise"], MemoryDriver(), provisioner)
+
+    assert result.status.isolation == "schema"
+    assert result.status.phase == "Ready"
+    assert await provisioner.database_exists(name, "database") is False
+
+
+async def test_adopted_data_rejects_other_requested_mode(make_tenant, plans, provisioner):
+    name = unique_name("adoptask")
+    await run(make_tenant(name, "pro"), plans["pro"], MemoryDriver(), provisioner)
+    newcomer = make_tenant(name, "pro", isolation="database")
+    newcomer.metadata.annotations = {ADOPT_RETAINED_DATA_ANNOTATION: "true"}
+
+    result = await run(newcomer, plans["pro"], MemoryDriver(), provisioner)
+
+    assert result.status.condition("DatabaseReady").reason == "IsolationChangeRejected"
+    assert result.status.isolation == "schema"
+    assert await provisioner.database_exists(name, "database") is False
+
+
 async def test_fresh_name_needs_no_annotation(make_tenant, plans, provisioner):
     result = await run(make_tenant(unique_name("fresh"), "free"), plans["free"], MemoryDriver(), provisioner)
 
