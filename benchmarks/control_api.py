@@ -11,7 +11,7 @@ interpreter. Then:
 1. times argon2id hashing alone at argon2-cffi's defaults (RFC 9106 low-memory profile);
 2. sends free-plan signups (billing `none`, local store) at a fixed concurrency,
    first with the production hash parameters, then with the cheapest ones, which
-   shows the cost of the signup path apart from hashing;
+   shows the cost of the signup path apart from hashing (three rounds, median shown);
 3. sends signed Stripe webhook events (`customer.created`, acknowledged and
    recorded once, with no tenant to change) and times their acknowledgement.
 
@@ -38,6 +38,10 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIGNUPS = 300
 SEQUENTIAL_SIGNUPS = 60
+# The path apart from hashing takes about a second per 300 signups, so it runs longer and three
+# times, and the round with the median rate is reported with the other two rates beside it.
+CHEAP_SIGNUPS = 1000
+CHEAP_ROUNDS = 3
 WEBHOOK_EVENTS = 1000
 CONCURRENCY = 8
 HASH_SAMPLES = 20
@@ -217,7 +221,9 @@ def main() -> None:
         production = measure(database, {}, signup_requests(SIGNUPS + CONCURRENCY))
         # One client at a time shows the latency of a signup without queueing behind other hashes.
         sequential = measure(database, {}, signup_requests(SEQUENTIAL_SIGNUPS + CONCURRENCY), concurrency=1)
-        cheap = measure(database, CHEAPEST_HASH, signup_requests(SIGNUPS + CONCURRENCY))
+        cheap_rounds = [measure(database, CHEAPEST_HASH, signup_requests(CHEAP_SIGNUPS + CONCURRENCY)) for _ in range(CHEAP_ROUNDS)]
+        cheap_rounds.sort(key=lambda result: len(result[0]) / result[1])
+        cheap = cheap_rounds[len(cheap_rounds) // 2]
         stripe_env = {"LIVERY_STRIPE_API_KEY": "sk_test_benchmark", "LIVERY_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
                       "LIVERY_STRIPE_API_BASE": "http://127.0.0.1:9"}
         webhooks = measure(database, stripe_env, webhook_requests(WEBHOOK_EVENTS + CONCURRENCY))
@@ -238,8 +244,10 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     print(row("signup, production argon2id", *production))
     print(row("signup, production argon2id, one client at a time", *sequential))
-    print(row("signup, cheapest argon2id (path apart from hashing)", *cheap))
+    print(row("signup, cheapest argon2id (path apart from hashing), median round", *cheap))
     print(row("Stripe webhook acknowledgement", *webhooks))
+    rates = ", ".join(f"{len(result[0]) / result[1]:.0f}" for result in cheap_rounds)
+    print(f"\nSignups a second apart from hashing in each of the {CHEAP_ROUNDS} rounds of {CHEAP_SIGNUPS}: {rates}.")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livery.models.tenant import Tenant
@@ -49,14 +49,19 @@ async def forget_team(session: AsyncSession, tenant: str, *, keep_pending_signup
     await session.execute(delete(TenantBinding).where(TenantBinding.tenant == tenant))
 
 
+def _bind_statement() -> Insert:
+    statement = insert(TenantBinding.__table__).values(tenant=bindparam("tenant"), uid=bindparam("uid"))
+    return statement.on_conflict_do_update(index_elements=["tenant"], set_={"uid": statement.excluded.uid})
+
+
+# Built once: every signup runs it, and building the statement cost more than sending it.
+BIND = _bind_statement()
+
+
 async def bind(session: AsyncSession, tenant: Tenant) -> None:
     """Record the uid of `tenant` as the one its name's team belongs to."""
-    if not tenant.metadata.uid:
-        return
-    statement = insert(TenantBinding).values(tenant=tenant.name, uid=tenant.metadata.uid)
-    await session.execute(
-        statement.on_conflict_do_update(index_elements=[TenantBinding.tenant], set_={"uid": statement.excluded.uid})
-    )
+    if tenant.metadata.uid:
+        await session.execute(BIND, {"tenant": tenant.name, "uid": tenant.metadata.uid})
 
 
 async def sync_teams(context: AppContext) -> None:
