@@ -62,6 +62,9 @@ class KubernetesDriver(Driver):
         self.provisioned: set[str] = set()
         # Tenants whose ignored Secret was already logged, so the warning is not repeated every reconcile.
         self._ignored_secrets: set[str] = set()
+        # The Secret object `read_secret` last found for each tenant, so the `ensure_secret` of
+        # the same reconcile compares against it instead of reading it again.
+        self._secrets_read: dict[str, dict[str, Any]] = {}
         # (spec.replicas, status.availableReplicas) of each tenant's Deployment as last applied
         # or read, so watch events caused by the operator's own writes can be skipped.
         self.observed_apps: dict[str, tuple[int, int]] = {}
@@ -80,14 +83,16 @@ class KubernetesDriver(Driver):
         *,
         probably_missing: bool = False,
         check_existing: Callable[[dict[str, Any]], None] | None = None,
+        known_live: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create `desired` or apply it when a field differs; return the live object.
 
         Fields that `drift` compares exactly are first put back with a JSON patch, which
         also removes what another field manager added there. With `probably_missing`,
         or in a namespace this driver just created, the create comes without a read
-        first, and a 409 Conflict falls back to the read. `check_existing` sees an object
-        that already existed before anything is written to it, and may raise.
+        first, and a 409 Conflict falls back to the read. `check_existing` receives an object
+        that already existed before anything is written to it, and may raise. `known_live` is
+        the object as just read by the caller, used in place of another read.
         """
         kind = desired["kind"]
         metadata = desired["metadata"]
@@ -96,6 +101,8 @@ class KubernetesDriver(Driver):
         try:
             if written is not None and key in written:
                 live: dict[str, Any] | None = written[key]
+            elif known_live is not None:
+                live = known_live
             elif written is not None or probably_missing:
                 live = None
             else:
@@ -206,8 +213,10 @@ class KubernetesDriver(Driver):
             raise DriverError(str(exc), temporary=exc.temporary, reason="KubernetesApiError") from exc
         if obj is None:
             self._secret_missing.add(tenant)
+            self._secrets_read.pop(tenant, None)
             return None
         self._secret_missing.discard(tenant)
+        self._secrets_read[tenant] = obj
         # A new Tenant trusts only credentials marked with its uid, so planted ones or those left by
         # an earlier Tenant of the name are ignored and it is treated as new. A provisioned one
         # also keeps an unmarked Secret (written before the mark existed); the next write marks it.
@@ -225,7 +234,7 @@ class KubernetesDriver(Driver):
         await self.ensure_namespace(tenant)
         uid = self.tenant_uids.get(tenant)
         await asyncio.gather(
-            self.ensure_object(builders.secret(tenant, data, uid)),
+            self.ensure_object(builders.secret(tenant, data, uid), known_live=self._secrets_read.pop(tenant, None)),
             self.ensure_object(builders.control_secret(tenant, data, uid)),
         )
 
@@ -315,6 +324,7 @@ class KubernetesDriver(Driver):
         self.tenant_uids.pop(tenant, None)
         self.provisioned.discard(tenant)
         self._ignored_secrets.discard(tenant)
+        self._secrets_read.pop(tenant, None)
         self.observed_apps.pop(tenant, None)
         self._namespaces_checked.pop(tenant, None)
         self._new_namespaces.pop(namespace, None)
