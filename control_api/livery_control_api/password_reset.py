@@ -3,7 +3,7 @@
 A reset request gets the same response whether or not the email has an account,
 so the endpoint does not reveal which emails have accounts. Signups do not
 verify the email, so a reset is also how the real owner of an address takes
-back an account that someone else created with it: the reset marks the email
+back an account that someone else created with it. The reset marks the email
 verified and ends every session of the account.
 """
 

@@ -116,8 +116,8 @@ async def sign_up(
         raise InvalidInput(problem.message, field="tenant", code=f"name_{problem.reason}")
     plan = await _plan_for_signup(context, request.plan)
     paid = plan.spec.billing.stripe_price_id is not None
-    # A free signup learns that an existing Tenant holds the name when it creates its own, which
-    # also closes the race with an admin creating one. A paid one must know before the Checkout.
+    # A free signup finds out that a Tenant of that name exists when its own create fails, which
+    # also closes the race with an admin creating one. A paid signup checks before the Checkout.
     if paid and await _tenant_exists(context.store, request.tenant):
         raise _name_taken(request.tenant)
     # The name is free, so billing state under it belongs to a deleted tenant (deleted with kubectl, say).
@@ -222,7 +222,8 @@ async def _write_tenant_then_commit(context: AppContext, session: AsyncSession, 
         await session.rollback()
         raise
     try:
-        # Recorded at once, so a Tenant re-created outside the API before the next team sync is told apart.
+        # Recorded at once, so that a Tenant re-created outside the API before the next team sync
+        # is recognised as a different Tenant.
         await bind(session, tenant)
         await session.commit()
     except Exception:

@@ -8,10 +8,10 @@ runs periodically and `sync_tenant_team` after an admin apply:
   and pending domains. It is forgotten when the Tenant no longer exists. It is
   also forgotten when the Tenant under that name has another uid than the one
   recorded in `tenant_bindings`, because it was deleted and created again;
-- the owner role belongs to the account named in `spec.owner.email`. Another
-  account holding it becomes an admin; the named account becomes the owner once it
-  exists and has confirmed its email, because signing up needs no proof that the
-  address is one's own.
+- the owner role belongs to the account named in `spec.owner.email`. Any other
+  account with that role becomes an admin. The named account becomes the owner once
+  it exists and has confirmed its email, because signing up proves nothing about
+  the address.
 
 A signup still waiting for payment is kept: its Tenant does not exist yet.
 """

@@ -17,7 +17,7 @@ CUSTOMER_REASONS = frozenset({
 
 
 def status_view(tenant: Tenant) -> TenantStatusView | None:
-    """Return the status as the tenant's own team sees it: infrastructure details stay with admins."""
+    """Return the status for the tenant's own team, without the infrastructure details meant for admins."""
     status = tenant.status
     if status is None:
         return None

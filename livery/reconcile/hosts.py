@@ -95,7 +95,7 @@ def split_hosts(
 
     A host missing from `holders` is served, so a caller that knows no other tenant
     passes an empty mapping. With `custom_domains` False (a plan without the
-    feature, after a downgrade say) only the primary host is served.
+    feature, for example after a downgrade) only the primary host is served.
     """
     split = HostSplit()
     primary = naming.primary_host(tenant.name, base_domain)

@@ -78,8 +78,8 @@ async def ensure_secret(
     recorded = tenant.status.isolation if tenant.status is not None else None
     in_force = recorded or isolation
     if not existing and not recorded and provisioner is not None:
-        # Adopted retained data stays in the mode it is in; a different requested mode is then
-        # rejected like any other change of mode, rather than provisioned empty beside it.
+        # Adopted retained data stays in the mode it is in. A different requested mode is then
+        # rejected like any other change of mode, so no empty database is provisioned beside it.
         in_force = await check_retained_data(tenant, provisioner) or in_force
     data = completed_secret(existing, in_force)
     if recorded:

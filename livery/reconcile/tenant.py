@@ -155,8 +155,8 @@ async def _run_secret_step(
         steps.isolation_in_force(secret, resolved.isolation)
     except IsolationChangeRejected as error:
         # Keep serving the data where it is. A plan's isolation is the default for new tenants,
-        # so only a mode the tenant asks for itself in spec.isolation is an error, whose
-        # condition says how to undo the request.
+        # so only a mode the tenant requests in spec.isolation is an error, and its condition
+        # explains how to undo the request.
         isolation = secret[steps.SECRET_ISOLATION]
         return _Credentials(secret, isolation, error if tenant.spec.isolation is not None else None)
     return _Credentials(secret, resolved.isolation)

@@ -87,9 +87,9 @@ def control_secret(tenant: str, data: dict[str, str], uid: str | None = None) ->
 def owned_by(obj: dict[str, Any], tenant: str, uid: str | None, *, require_mark: bool = False) -> bool:
     """Return whether the operator made `obj` for the Tenant `tenant` with `uid`.
 
-    An object marked with `uid` is owned. Otherwise it needs Livery's labels for
-    `tenant`; with `uid` known, an object marked with another Tenant's uid (an earlier
-    Tenant of the same name) is not owned, and one without the mark is owned unless
+    An object marked with `uid` is owned. Any other object needs Livery's labels for
+    `tenant`. With `uid` known, an object marked with another Tenant's uid (an earlier
+    Tenant of the same name) is not owned, and an unmarked one is owned unless
     `require_mark`. The operator adds the mark on its next write.
     """
     metadata = obj.get("metadata") or {}

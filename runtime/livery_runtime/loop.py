@@ -41,7 +41,7 @@ LISTEN_TIMEOUT_SECONDS = 30.0
 def claimed_hosts(
     tenants: list[Tenant], base_domain: str, custom_domain_plans: set[str] | None = None
 ) -> dict[str, str]:
-    """Map every host to the tenant that holds it, by the rules of `livery.reconcile.hosts`.
+    """Map every host to the tenant that wins it, by the rules of `livery.reconcile.hosts`.
 
     With `custom_domain_plans`, the names of the plans with the customDomains feature, a
     tenant on another plan claims only its primary host.

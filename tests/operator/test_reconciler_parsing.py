@@ -44,7 +44,7 @@ def test_minimal_tenant_defaults_to_retain():
 
 
 def directory_with_plans() -> TenantDirectory:
-    """A directory that knows the bundled plans: pro has the customDomains feature, free does not."""
+    """Return a directory with the bundled plans: pro has the customDomains feature, free does not."""
     directory = TenantDirectory("saas.test")
     for plan in ("free", "pro"):
         directory.add_plan(load_plan(plan).to_json())
